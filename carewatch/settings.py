@@ -1,0 +1,75 @@
+"""Configuration: ``CAREWATCH_*`` environment variables, then an optional TOML file, then defaults.
+
+Built once by the CLI and passed down; no module reads configuration on import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAREWATCH_", extra="forbid")
+
+    # None means: start an embedded one (demo) or fail (production commands).
+    mqtt_url: str | None = None
+    database_url: str | None = None
+    topic_root: str = "care/v1"
+    mqtt_client_id: str = "carewatch-ingest"
+    # MQTT 5 shared subscription group; empty means a plain subscription.
+    mqtt_share_group: str = ""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+
+    # Ingest
+    ingest_batch_rows: int = Field(default=1000, ge=1)
+    ingest_flush_ms: int = Field(default=50, ge=1)
+    ingest_max_backlog: int = Field(default=50_000, ge=100)
+    clock_skew_tolerance_s: int = Field(default=300, ge=0)
+    max_past_s: int = Field(default=14 * 24 * 3600, ge=0)
+    max_future_s: int = Field(default=24 * 3600, ge=0)
+    device_rate_per_s: float = Field(default=20.0, gt=0)
+    device_rate_burst: int = Field(default=200, ge=1)
+
+    # Detectors
+    detector_tick_s: float = Field(default=5.0, gt=0)
+    offline_grace_factor: float = Field(default=2.0, ge=1)
+
+    # Alerting
+    dispatch_poll_s: float = Field(default=0.2, gt=0)
+    delivery_timeout_s: float = Field(default=5.0, gt=0)
+    delivery_deadline_s: int = Field(default=600, gt=0)
+    webhook_default_secret: str = "carewatch-demo-secret"
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("CAREWATCH_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and ``CAREWATCH_CONFIG`` TOML file), with explicit overrides."""
+    return Settings(**overrides)

@@ -1,0 +1,38 @@
+"""What a detector concludes. Alerting turns findings into alerts; detectors never touch alerts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from schemas.kinds import AlertKind, Severity
+
+
+class FindingAction(StrEnum):
+    # Open an alert (or attach an occurrence to the open alert of this household and kind).
+    RAISE = "raise"
+    # Add a note to the open alert of this kind without notifying (e.g. ``cancel`` after ``sos``,
+    # ``alarm_cleared`` after ``alarm``): a person still closes the alert.
+    ANNOTATE = "annotate"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One conclusion about a household, with evidence a caregiver can read.
+
+    ``at`` is when the situation began in device time (e.g. the last water use), ``detected_at`` the
+    event or processing time at which the detector concluded it.
+    """
+
+    kind: AlertKind
+    severity: Severity
+    household_id: str
+    device_id: str | None
+    at: datetime
+    detected_at: datetime
+    evidence: str
+    detector: str
+    action: FindingAction = FindingAction.RAISE
+    details: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,164 @@
+"""Versioned migrations, and the TimescaleDB layer when the extension is available.
+
+Migrations are the numbered ``migrations/NNNN_name.sql`` files, each applied once in its own
+transaction and recorded in ``schema_migrations``. A session-level advisory lock serialises concurrent
+migrators (several workers starting at once).
+
+TimescaleDB is optional: if the extension can be created, the time-series tables become hypertables
+with compression, retention and a continuous hourly aggregate of meter registers; otherwise the same
+schema runs on plain PostgreSQL. Which mode is in use is returned and logged, never assumed.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+_LOCK_KEY = 0x6361726577  # "carew"
+
+
+class StorageMode(StrEnum):
+    TIMESCALEDB = "timescaledb"
+    POSTGRESQL = "postgresql"
+
+
+# (table, time column, chunk interval, compress after, segment by, retention or None)
+_HYPERTABLES: tuple[tuple[str, str, str, str, str, str | None], ...] = (
+    ("readings", "ts", "7 days", "14 days", "device_id", None),
+    ("events", "ts", "30 days", "30 days", "device_id", None),
+    ("status_reports", "ts", "7 days", "7 days", "device_id", "400 days"),
+    ("message_receipts", "ts", "7 days", "7 days", "device_id", "400 days"),
+    ("rejects", "received_at", "7 days", "7 days", "reason", "90 days"),
+)
+
+
+def _migration_files() -> list[tuple[int, str, str]]:
+    folder = resources.files("storage") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def migrate(conninfo: str, *, use_timescaledb: bool = True) -> StorageMode:
+    """Bring the database at ``conninfo`` to the newest schema; return the storage mode in use."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            _apply_migrations(conn)
+            mode = _apply_timescaledb(conn) if use_timescaledb else StorageMode.POSTGRESQL
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    log.info("storage mode: %s", mode.value)
+    return mode
+
+
+def _apply_migrations(conn: psycopg.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    for version, name, text in _migration_files():
+        if version in applied:
+            continue
+        with conn.transaction():
+            conn.execute(text.encode())  # type: ignore[call-overload]
+            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+        log.info("applied migration %s", name)
+
+
+def timescaledb_available(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    return row is not None
+
+
+def current_mode(conn: psycopg.Connection) -> StorageMode:
+    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+    return StorageMode.TIMESCALEDB if row else StorageMode.POSTGRESQL
+
+
+def _apply_timescaledb(conn: psycopg.Connection) -> StorageMode:
+    if not timescaledb_available(conn):
+        log.info("TimescaleDB extension not available: running on plain PostgreSQL")
+        return StorageMode.POSTGRESQL
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as exc:
+        # Typically the library is installed but not in shared_preload_libraries.
+        log.warning("TimescaleDB is installed but cannot be enabled (%s): running on plain PostgreSQL", exc)
+        return StorageMode.POSTGRESQL
+    for table, time_column, chunk, compress_after, segment_by, retention in _HYPERTABLES:
+        _make_hypertable(conn, table, time_column, chunk, compress_after, segment_by, retention)
+    _make_hourly_aggregate(conn)
+    return StorageMode.TIMESCALEDB
+
+
+def _make_hypertable(
+    conn: psycopg.Connection,
+    table: str,
+    time_column: str,
+    chunk: str,
+    compress_after: str,
+    segment_by: str,
+    retention: str | None,
+) -> None:
+    conn.execute(
+        "SELECT create_hypertable(%s::regclass, %s::name, chunk_time_interval => %s::interval,"
+        " if_not_exists => true, migrate_data => true)",
+        (table, time_column, chunk),
+    )
+    compressed = conn.execute(
+        "SELECT compression_enabled FROM timescaledb_information.hypertables WHERE hypertable_name = %s",
+        (table,),
+    ).fetchone()
+    if not (compressed and compressed[0]):
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {},"
+                " timescaledb.compress_orderby = {})"
+            ).format(
+                sql.Identifier(table),
+                sql.Literal(segment_by),
+                sql.Literal(f"{time_column} DESC"),
+            )
+        )
+    conn.execute(
+        "SELECT add_compression_policy(%s::regclass, %s::interval, if_not_exists => true)",
+        (table, compress_after),
+    )
+    if retention is not None:
+        conn.execute(
+            "SELECT add_retention_policy(%s::regclass, %s::interval, if_not_exists => true)",
+            (table, retention),
+        )
+
+
+def _make_hourly_aggregate(conn: psycopg.Connection) -> None:
+    # Continuous aggregates cannot be created inside a transaction block: conn is autocommit.
+    exists = conn.execute(
+        "SELECT 1 FROM timescaledb_information.continuous_aggregates WHERE view_name = 'readings_hourly'"
+    ).fetchone()
+    if exists:
+        return
+    conn.execute(
+        "CREATE MATERIALIZED VIEW readings_hourly WITH (timescaledb.continuous) AS"
+        " SELECT device_id, time_bucket(INTERVAL '1 hour', ts) AS bucket,"
+        " min(register_l) AS register_min, max(register_l) AS register_max,"
+        " first(register_l, ts) AS register_first, last(register_l, ts) AS register_last,"
+        " count(*) AS samples"
+        " FROM readings GROUP BY device_id, time_bucket(INTERVAL '1 hour', ts) WITH NO DATA"
+    )
+    conn.execute(
+        "SELECT add_continuous_aggregate_policy('readings_hourly',"
+        " start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour',"
+        " schedule_interval => INTERVAL '15 minutes', if_not_exists => true)"
+    )
