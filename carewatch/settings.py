@@ -50,7 +50,6 @@ class Settings(BaseSettings):
     dispatch_poll_s: float = Field(default=0.2, gt=0)
     delivery_timeout_s: float = Field(default=5.0, gt=0)
     delivery_deadline_s: int = Field(default=600, gt=0)
-    webhook_default_secret: str = "carewatch-demo-secret"
 
     log_level: str = "INFO"
 

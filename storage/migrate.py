@@ -71,7 +71,7 @@ def _apply_migrations(conn: psycopg.Connection) -> None:
         if version in applied:
             continue
         with conn.transaction():
-            conn.execute(text.encode())  # type: ignore[call-overload]
+            conn.execute(text.encode())
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
         log.info("applied migration %s", name)
 

@@ -50,10 +50,10 @@ CREATE TABLE devices (
     expected_interval_s integer NOT NULL CHECK (expected_interval_s > 0),
     created_at          timestamptz NOT NULL DEFAULT now(),
     decommissioned_at   timestamptz,
-    -- Health, maintained by ingest (last_*) and detectors (online).
+    -- Health, maintained by the detector runner (one writer, so no lock contention with ingest).
+    -- Sequence gaps are computed from message_receipts when asked, which stays right with several
+    -- ingest processes sharing one subscription.
     last_seen_at        timestamptz,
-    last_seq            bigint,
-    seq_gaps            bigint NOT NULL DEFAULT 0,
     online              boolean,
     battery_pct         integer,
     rssi_dbm            integer,
@@ -72,6 +72,7 @@ CREATE TABLE message_receipts (
     PRIMARY KEY (device_id, seq, ts)
 );
 CREATE INDEX message_receipts_received_idx ON message_receipts (received_at);
+CREATE INDEX message_receipts_device_received_idx ON message_receipts (device_id, received_at);
 
 CREATE TABLE readings (
     device_id      text NOT NULL,
@@ -133,6 +134,9 @@ CREATE TABLE alerts (
     occurrences    integer NOT NULL DEFAULT 1,
     last_occurrence_at timestamptz NOT NULL DEFAULT now(),
     first_notified_at timestamptz,
+    -- Escalation: the step of the severity's policy reached, and when the next step is due unless claimed.
+    escalation_level integer NOT NULL DEFAULT 0,
+    next_escalation_at timestamptz,
     claimed_by     text REFERENCES caregivers,
     claimed_at     timestamptz,
     resolved_by    text,
@@ -144,6 +148,7 @@ CREATE TABLE alerts (
 CREATE UNIQUE INDEX alerts_one_open_idx ON alerts (household_id, kind) WHERE status <> 'resolved';
 CREATE INDEX alerts_status_idx ON alerts (status, severity, opened_at DESC);
 CREATE INDEX alerts_household_idx ON alerts (household_id, opened_at DESC);
+CREATE INDEX alerts_escalation_due_idx ON alerts (next_escalation_at) WHERE next_escalation_at IS NOT NULL;
 
 -- The alert timeline: every transition with who and when.
 CREATE TABLE alert_events (

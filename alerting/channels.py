@@ -1,0 +1,71 @@
+"""Delivery channels behind one interface. A channel sends one delivery and says how it went.
+
+Channels never raise for delivery problems: they return ``DeliveryResult(ok=False, ...)`` and the
+dispatcher retries with backoff until the notification's deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from alerting.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    notification_id: int
+    idempotency_key: str
+    caregiver_id: str
+    body: dict[str, Any]
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    ok: bool
+    detail: str
+    # True when retrying cannot help (e.g. no address): the dispatcher marks the delivery dead at once.
+    permanent: bool = False
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, delivery: Delivery) -> DeliveryResult: ...
+
+
+class WebhookChannel:
+    """POSTs the notification JSON, signed with the caregiver's secret (see ``alerting.signing``)."""
+
+    name = "webhook"
+
+    def __init__(self, *, timeout_s: float = 5.0, client: httpx.Client | None = None) -> None:
+        self._client = client or httpx.Client(timeout=timeout_s)
+
+    def send(self, delivery: Delivery) -> DeliveryResult:
+        if not delivery.webhook_url or not delivery.webhook_secret:
+            return DeliveryResult(False, "caregiver has no webhook URL and secret", permanent=True)
+        body = json.dumps(delivery.body, separators=(",", ":"), sort_keys=True).encode()
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(delivery.webhook_secret, timestamp, body),
+            IDEMPOTENCY_HEADER: delivery.idempotency_key,
+        }
+        try:
+            response = self._client.post(delivery.webhook_url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return DeliveryResult(False, f"{type(exc).__name__}: {exc}"[:300])
+        if 200 <= response.status_code < 300:
+            return DeliveryResult(True, f"HTTP {response.status_code}")
+        return DeliveryResult(False, f"HTTP {response.status_code}")
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,139 @@
+"""The ``carewatch`` command.
+
+Subcommands:
+  db migrate     apply migrations (and the TimescaleDB layer when available)
+  run            run ingest, detectors, alerting and the API against CAREWATCH_MQTT_URL / _DATABASE_URL
+  demo           the whole system with a simulated fleet; embedded broker/database when no URL is set
+  simulate       publish (or write) a simulated fleet
+  backtest       replay stored history through the detectors and count the alerts they would raise
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from carewatch.settings import Settings, load_settings
+
+log = logging.getLogger("carewatch")
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _require(value: str | None, name: str) -> str:
+    if not value:
+        raise SystemExit(f"carewatch: {name} is not set (the demo starts embedded services; other commands need it)")
+    return value
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import migrate
+
+    mode = migrate(_require(settings.database_url, "CAREWATCH_DATABASE_URL"))
+    print(f"migrated; storage mode: {mode.value}")
+    return 0
+
+
+def _wait_for_signal(seconds: float | None) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait(seconds)
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.runtime import Pipeline
+    from storage import migrate
+
+    database_url = _require(settings.database_url, "CAREWATCH_DATABASE_URL")
+    mqtt_url = _require(settings.mqtt_url, "CAREWATCH_MQTT_URL")
+    migrate(database_url)
+    pipeline = Pipeline(settings=settings, mqtt_url=mqtt_url, database_url=database_url, serve_api=not args.no_api)
+    pipeline.start()
+    print(f"api: {pipeline.api_url}", flush=True)
+    try:
+        _wait_for_signal(None)
+    finally:
+        pipeline.stop()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.demo import run_demo
+
+    return run_demo(settings, duration_s=args.duration, homes=args.homes, speed=args.speed)
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from simulator.cli import run
+
+    return run(args)
+
+
+def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    from detectors.backtest_cli import run_backtest_command
+
+    return run_backtest_command(args, _require(settings.database_url, "CAREWATCH_DATABASE_URL"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carewatch", description="Home-safety monitoring for older people")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="database administration")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("migrate", help="apply migrations").set_defaults(handler=_cmd_migrate)
+
+    run = commands.add_parser("run", help="run the pipeline against configured services")
+    run.add_argument("--no-api", action="store_true", help="do not serve the API from this process")
+    run.set_defaults(handler=_cmd_run)
+
+    demo = commands.add_parser("demo", help="run everything with a simulated fleet and scripted incidents")
+    demo.add_argument(
+        "--for",
+        dest="duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after SECONDS and print a summary (default: until interrupted)",
+    )
+    demo.add_argument("--homes", type=int, default=30, help="simulated homes (default 30)")
+    demo.add_argument(
+        "--speed", type=float, default=60.0, help="simulated seconds per real second for live traffic (default 60)"
+    )
+    demo.set_defaults(handler=_cmd_demo)
+
+    simulate = commands.add_parser("simulate", help="publish or write a simulated fleet")
+    from simulator.cli import add_arguments
+
+    add_arguments(simulate)
+    simulate.set_defaults(handler=_cmd_simulate)
+
+    backtest = commands.add_parser("backtest", help="replay stored history through the detectors")
+    from detectors.backtest_cli import add_backtest_arguments
+
+    add_backtest_arguments(backtest)
+    backtest.set_defaults(handler=_cmd_backtest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    _configure_logging(settings)
+    result: int = args.handler(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+"""The live shell around the pure detector engine: committed records in, alerts out.
+
+The ingest hands every committed batch to ``submit``; a single runner thread feeds the records to the
+engine, ticks it in processing time (silence and deadline detectors), writes the findings as alerts in
+one transaction per round, and wakes the dispatcher. Snapshots of the engine are stored every
+``snapshot_every_s`` and on stop together with a watermark (the newest receive time processed); on start
+the runner restores them and replays the records received since the watermark (minus a margin; the
+engine ignores what it has already seen), so a restart neither re-raises an open alert nor forgets one
+that was about to fire. Device health (``last_seen_at``) is written here too: one writer, no contention.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from alerting.service import AlertingConfig, apply_findings
+from detectors import DetectorSuiteConfig, Engine, HouseholdSettings
+from schemas.findings import Finding
+from schemas.intake import Accepted
+from schemas.records import Record
+from storage import detector_state
+from storage.devices import active_devices, get_devices, record_last_seen
+from storage.registry import household_settings
+from storage.replay import load_records_received_since
+
+log = logging.getLogger(__name__)
+
+WATERMARK_KEY = "__runner__"
+REPLAY_MARGIN = timedelta(minutes=2)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DetectorRunner:
+    def __init__(
+        self,
+        *,
+        conninfo: str,
+        config: DetectorSuiteConfig,
+        alerting: AlertingConfig,
+        on_alerts: Callable[[list[int]], None],
+        tick_s: float = 5.0,
+        snapshot_every_s: float = 30.0,
+        refresh_every_s: float = 30.0,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._conninfo = conninfo
+        self._config = config
+        self._alerting = alerting
+        self._on_alerts = on_alerts
+        self._tick_s = tick_s
+        self._snapshot_every_s = snapshot_every_s
+        self._refresh_every_s = refresh_every_s
+        self._clock = clock
+        self._queue: queue.Queue[list[Record]] = queue.Queue(maxsize=1000)
+        self._stopping = threading.Event()
+        self._engine: Engine | None = None
+        self._known: set[str] = set()
+        self._watermark: datetime | None = None
+        self.findings_total = 0
+        self.errors_total = 0
+
+    def submit(self, committed: list[Accepted]) -> None:
+        """Called by the ingest after commit; blocks (back-pressure) if detection falls far behind."""
+        records = [record for item in committed for record in item.records]
+        if records:
+            self._queue.put(records)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        """Thread body."""
+        conn = self._connect_with_retry()
+        if conn is None:
+            return
+        with conn:
+            self._restore(conn)
+            last_tick = last_snapshot = last_refresh = time.monotonic()
+            while not self._stopping.is_set():
+                batch = self._drain(timeout=min(self._tick_s, 0.5))
+                now_mono = time.monotonic()
+                try:
+                    if batch:
+                        self._round(conn, batch, tick=False)
+                    if now_mono - last_tick >= self._tick_s:
+                        last_tick = now_mono
+                        self._round(conn, [], tick=True)
+                    if now_mono - last_refresh >= self._refresh_every_s:
+                        last_refresh = now_mono
+                        self._refresh_registry(conn)
+                    if now_mono - last_snapshot >= self._snapshot_every_s:
+                        last_snapshot = now_mono
+                        self._snapshot(conn)
+                except psycopg.OperationalError as exc:
+                    # Findings of this round were not committed; the engine state moved on, so replay
+                    # from the stored watermark by restoring: nothing is lost, nothing doubled.
+                    log.warning("detector runner lost the database (%s); restoring", exc)
+                    conn = self._reconnect(conn)
+                    if conn is None:
+                        return
+                    self._restore(conn)
+                except Exception:
+                    # A detector bug must not stop detection for the whole fleet: log it loudly, count
+                    # it (visible in metrics and readiness) and go on with the next round.
+                    self.errors_total += 1
+                    log.exception("detector round failed on %d record(s); continuing", len(batch))
+            self._snapshot(conn)
+
+    def _drain(self, timeout: float) -> list[Record]:
+        try:
+            records = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        while len(records) < 20_000:
+            try:
+                records.extend(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return records
+
+    def _round(self, conn: psycopg.Connection, records: Sequence[Record], *, tick: bool) -> None:
+        engine = self._engine
+        assert engine is not None  # noqa: S101 - set by _restore before any round
+        now = self._clock()
+        self._learn_devices(conn, records)
+        findings: list[Finding] = engine.process(records) if records else []
+        if tick:
+            findings.extend(engine.tick(now))
+        if records:
+            newest = max(record.received_at for record in records)
+            self._watermark = newest if self._watermark is None else max(self._watermark, newest)
+        with conn.transaction():
+            changed = apply_findings(conn, findings, now, self._alerting) if findings else []
+            if records:
+                last_seen: dict[str, datetime] = {}
+                for record in records:
+                    seen = last_seen.get(record.device_id)
+                    if seen is None or record.received_at > seen:
+                        last_seen[record.device_id] = record.received_at
+                record_last_seen(conn, last_seen.items())
+        if findings:
+            self.findings_total += len(findings)
+            for finding in findings:
+                log.info(
+                    "finding %s for household %s (%s): %s",
+                    finding.kind.value,
+                    finding.household_id,
+                    finding.detector,
+                    finding.evidence,
+                )
+        if changed:
+            self._on_alerts(changed)
+
+    def _learn_devices(self, conn: psycopg.Connection, records: Sequence[Record]) -> None:
+        unknown = {record.device_id for record in records} - self._known
+        if not unknown:
+            return
+        engine = self._engine
+        assert engine is not None  # noqa: S101
+        for device in get_devices(conn, unknown).values():
+            engine.upsert_device(device)
+            self._known.add(device.device_id)
+
+    def _refresh_registry(self, conn: psycopg.Connection) -> None:
+        """Pick up devices and household settings (away periods, thresholds) changed through the API."""
+        engine = self._engine
+        assert engine is not None  # noqa: S101
+        for household_id, timezone, settings in household_settings(conn):
+            try:
+                engine.set_household(household_id, HouseholdSettings.from_json(settings, timezone=timezone))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("household %s has invalid detector settings (%s); using defaults", household_id, exc)
+        for device in active_devices(conn):
+            if device.device_id not in self._known:
+                engine.upsert_device(device)
+                self._known.add(device.device_id)
+
+    def _restore(self, conn: psycopg.Connection) -> None:
+        snapshots = detector_state.load_snapshots(conn)
+        runner_state = snapshots.pop(WATERMARK_KEY, {})
+        engine = Engine(self._config, snapshots)
+        self._engine = engine
+        self._known = set()
+        self._refresh_registry(conn)
+        raw_watermark = runner_state.get("watermark")
+        self._watermark = datetime.fromisoformat(raw_watermark) if raw_watermark else None
+        if self._watermark is not None:
+            replay = load_records_received_since(conn, self._watermark - REPLAY_MARGIN)
+            log.info(
+                "detectors restored %d snapshot(s); replaying %d record(s) since %s",
+                len(snapshots),
+                len(replay),
+                self._watermark.isoformat(),
+            )
+            if replay:
+                self._round(conn, replay, tick=False)
+
+    def _snapshot(self, conn: psycopg.Connection) -> None:
+        engine = self._engine
+        if engine is None:
+            return
+        snapshots = dict(engine.snapshots())
+        if self._watermark is not None:
+            snapshots[WATERMARK_KEY] = {"watermark": self._watermark.isoformat()}
+        with conn.transaction():
+            detector_state.save_snapshots(conn, snapshots, self._clock())
+
+    def _connect_with_retry(self) -> psycopg.Connection | None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+            except psycopg.OperationalError as exc:
+                log.warning("detector runner cannot reach the database (%s); retrying in %.1fs", exc, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 10.0)
+        return None
+
+    def _reconnect(self, conn: psycopg.Connection) -> psycopg.Connection | None:
+        try:
+            conn.close()
+        finally:
+            fresh = self._connect_with_retry()
+        return fresh

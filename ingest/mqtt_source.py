@@ -1,0 +1,196 @@
+"""The MQTT edge of the ingest: a paho-mqtt subscriber with manual acknowledgement.
+
+paho runs the network loop in its own thread and hands each message to ``on_message``, which puts it in
+a bounded inbox. When the writer falls behind (or PostgreSQL is down) the inbox fills, ``put`` blocks
+paho's thread, paho stops reading the socket and the broker keeps the messages: back-pressure instead of
+unbounded memory. A message is acknowledged (PUBACK) only by ``ack`` after the writer committed it, so a
+worker killed at any point loses nothing: the persistent session (MQTT 5, ``clean_start=False`` with a
+session expiry) makes the broker redeliver every unacknowledged message.
+
+Packet ids are only valid on the connection that received them, so every inbound message carries the
+connection generation, and acks for an older generation are skipped: the broker redelivers those, and
+storage deduplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_at: datetime
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    # "5" (default: session expiry, receive maximum, shared subscriptions) or "3.1.1" for brokers
+    # that only speak 3.1.1 (the embedded amqtt fallback), where clean_session=False keeps the session.
+    protocol: str = "5"
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """``mqtt://[user:pass@]host[:port][?protocol=3.1.1]`` or ``mqtts://...`` (TLS, port 8883)."""
+        parts = urlsplit(url)
+        if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
+            raise ValueError(f"unsupported MQTT URL scheme {parts.scheme!r}")
+        tls = parts.scheme in {"mqtts", "ssl"}
+        protocol = parse_qs(parts.query).get("protocol", ["5"])[0]
+        if protocol not in {"5", "3.1.1"}:
+            raise ValueError(f"unsupported MQTT protocol {protocol!r}: use 5 or 3.1.1")
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            username=parts.username,
+            password=parts.password,
+            tls=tls,
+            protocol=protocol,
+        )
+
+
+class MqttSource:
+    """Subscribes to ``{topic_root}/dev/+/+`` at QoS 1 and feeds a bounded inbox."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        client_id: str,
+        topic_root: str,
+        inbox: queue.Queue[Inbound],
+        share_group: str = "",
+    ) -> None:
+        self._address = BrokerAddress.parse(url)
+        self._inbox = inbox
+        topic = f"{topic_root}/dev/+/+"
+        self._subscription = f"$share/{share_group}/{topic}" if share_group else topic
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._v5 = self._address.protocol == "5"
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+            clean_session=None if self._v5 else False,
+            manual_ack=True,
+        )
+        if self._address.username is not None:
+            self._client.username_pw_set(self._address.username, self._address.password)
+        if self._address.tls:
+            self._client.tls_set()
+        # Let the broker keep many unacknowledged messages in flight to us while a batch commits.
+        self._client.max_inflight_messages_set(65535)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    @property
+    def connected(self) -> threading.Event:
+        return self._connected
+
+    def start(self) -> None:
+        if self._v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            properties.ReceiveMaximum = 65535
+            self._client.connect_async(
+                self._address.host, self._address.port, keepalive=60, clean_start=False, properties=properties
+            )
+        else:
+            self._client.connect_async(self._address.host, self._address.port, keepalive=60)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def ack(self, messages: list[Inbound]) -> int:
+        """Acknowledge committed messages still on the current connection; return how many."""
+        with self._lock:
+            generation = self._generation
+        acked = 0
+        for message in messages:
+            if message.qos > 0 and message.generation == generation:
+                self._client.ack(message.mid, message.qos)
+                acked += 1
+        return acked
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connect refused: %s", reason_code)
+            return
+        with self._lock:
+            self._generation += 1
+        log.info(
+            "MQTT connected to %s:%s (session present: %s), subscribing %s",
+            self._address.host,
+            self._address.port,
+            flags.session_present,
+            self._subscription,
+        )
+        client.subscribe(self._subscription, qos=1)
+        self._connected.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected.clear()
+        log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            # Brokers should refuse such topics; if one passes, keep it as evidence and reject it later.
+            topic = message._topic.decode("utf-8", errors="replace")
+        # Blocking here when the inbox is full is the back-pressure: see the module docstring.
+        self._inbox.put(
+            Inbound(
+                topic=topic,
+                payload=bytes(message.payload),
+                mid=message.mid,
+                qos=message.qos,
+                received_at=datetime.now(UTC),
+                generation=self._generation,
+            )
+        )

@@ -1,0 +1,121 @@
+"""Request and response bodies of the monitoring API (``/api/v1``), per resource: Create / Public."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from schemas.kinds import CareRole, DeviceType
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+# How long a device may stay silent before it counts as offline (before the grace factor).
+DEFAULT_EXPECTED_INTERVAL_S: dict[DeviceType, int] = {
+    DeviceType.WATER_METER: 3600,
+    DeviceType.SMOKE_ALARM: 6 * 3600,
+    DeviceType.CALL_BUTTON: 6 * 3600,
+}
+
+# Who is contacted at which escalation tier when the care plan does not say.
+DEFAULT_TIER: dict[CareRole, int] = {
+    CareRole.FAMILY: 1,
+    CareRole.VOLUNTEER: 1,
+    CareRole.COMMITTEE_STAFF: 2,
+    CareRole.SOCIAL_WORKER: 2,
+    CareRole.SUPERVISOR: 3,
+}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResidentCreate(_Body):
+    name: str = Field(min_length=1, max_length=200)
+    birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    medical_notes: str = Field(default="", max_length=4000)
+
+
+class HouseholdCreate(_Body):
+    household_id: Identifier | None = None
+    name: str = Field(min_length=1, max_length=200)
+    address: str = Field(default="", max_length=500)
+    district: str = Field(default="", max_length=100)
+    timezone: str = Field(default="Asia/Shanghai", max_length=64)
+    residents: list[ResidentCreate] = Field(default_factory=list, max_length=10)
+
+
+class ResidentPublic(_Body):
+    resident_id: str
+    name: str
+    birth_year: int | None
+
+
+class HouseholdPublic(_Body):
+    household_id: str
+    name: str
+    address: str
+    district: str
+    timezone: str
+    residents: list[ResidentPublic]
+    created_at: datetime
+
+
+class CaregiverCreate(_Body):
+    caregiver_id: Identifier | None = None
+    name: str = Field(min_length=1, max_length=200)
+    phone: str = Field(default="", max_length=32)
+    email: str = Field(default="", max_length=254)
+    webhook_url: HttpUrl | None = None
+    # Write-only: never returned. Signs the caregiver's webhook deliveries (HMAC-SHA256).
+    webhook_secret: str | None = Field(default=None, min_length=16, max_length=200)
+
+
+class CaregiverPublic(_Body):
+    caregiver_id: str
+    name: str
+    phone: str
+    email: str
+    webhook_url: str | None
+    created_at: datetime
+
+
+class CarePlanContactCreate(_Body):
+    caregiver_id: Identifier
+    role: CareRole
+    tier: int | None = Field(default=None, ge=1, le=9)
+
+
+class CarePlanContactPublic(_Body):
+    household_id: str
+    caregiver_id: str
+    role: CareRole
+    tier: int
+
+
+class DeviceCreate(_Body):
+    device_id: Identifier
+    device_type: DeviceType
+    household_id: Identifier
+    expected_interval_s: int | None = Field(default=None, ge=60, le=7 * 24 * 3600)
+
+
+class DevicePublic(_Body):
+    device_id: str
+    device_type: DeviceType
+    household_id: str
+    expected_interval_s: int
+    created_at: datetime
+    last_seen_at: datetime | None
+    online: bool | None
+    battery_pct: int | None
+
+
+T = TypeVar("T")
+
+
+class Page(_Body, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None

@@ -1,0 +1,217 @@
+"""Alerts, their timeline, and the notification outbox. Functions take a connection and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from schemas.findings import Finding
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    alert_id: int
+    household_id: str
+    kind: str
+    severity: str
+    status: str
+    escalation_level: int
+    started_at: datetime
+    opened_at: datetime
+    evidence: str
+    claimed_by: str | None
+
+
+_ALERT_ROW = (
+    "alert_id, household_id, kind, severity, status, escalation_level, started_at, opened_at, evidence, claimed_by"
+)
+
+
+def _row(values: tuple[Any, ...]) -> AlertRow:
+    return AlertRow(*values)
+
+
+def insert_alert(conn: psycopg.Connection, finding: Finding, now: datetime) -> AlertRow | None:
+    """Open a new alert; None if an unresolved one of this household and kind already exists."""
+    row = conn.execute(
+        "INSERT INTO alerts (household_id, device_id, kind, severity, detector, evidence, details,"
+        " started_at, opened_at, last_occurrence_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (household_id, kind) WHERE status <> 'resolved' DO NOTHING"
+        f" RETURNING {_ALERT_ROW}",
+        (
+            finding.household_id,
+            finding.device_id,
+            finding.kind.value,
+            finding.severity.value,
+            finding.detector,
+            finding.evidence,
+            Jsonb(finding.details),
+            finding.at,
+            now,
+            now,
+        ),
+    ).fetchone()
+    return _row(row) if row else None
+
+
+def lock_open_alert(conn: psycopg.Connection, household_id: str, kind: str) -> AlertRow | None:
+    row = conn.execute(
+        f"SELECT {_ALERT_ROW} FROM alerts WHERE household_id = %s AND kind = %s AND status <> 'resolved' FOR UPDATE",
+        (household_id, kind),
+    ).fetchone()
+    return _row(row) if row else None
+
+
+def lock_alert(conn: psycopg.Connection, alert_id: int) -> AlertRow | None:
+    row = conn.execute(f"SELECT {_ALERT_ROW} FROM alerts WHERE alert_id = %s FOR UPDATE", (alert_id,)).fetchone()
+    return _row(row) if row else None
+
+
+def add_occurrence(conn: psycopg.Connection, alert_id: int, now: datetime, severity: str, evidence: str | None) -> None:
+    conn.execute(
+        "UPDATE alerts SET occurrences = occurrences + 1, last_occurrence_at = %s, severity = %s,"
+        " evidence = coalesce(%s, evidence) WHERE alert_id = %s",
+        (now, severity, evidence, alert_id),
+    )
+
+
+def merge_details(conn: psycopg.Connection, alert_id: int, details: dict[str, Any]) -> None:
+    conn.execute("UPDATE alerts SET details = details || %s WHERE alert_id = %s", (Jsonb(details), alert_id))
+
+
+def add_timeline(
+    conn: psycopg.Connection, alert_id: int, at: datetime, actor: str, action: str, detail: str = ""
+) -> None:
+    conn.execute(
+        "INSERT INTO alert_events (alert_id, at, actor, action, detail) VALUES (%s, %s, %s, %s, %s)",
+        (alert_id, at, actor, action, detail[:2000]),
+    )
+
+
+def set_escalation(conn: psycopg.Connection, alert_id: int, level: int, next_at: datetime | None) -> None:
+    conn.execute(
+        "UPDATE alerts SET escalation_level = %s, next_escalation_at = %s WHERE alert_id = %s",
+        (level, next_at, alert_id),
+    )
+
+
+def lock_due_escalations(conn: psycopg.Connection, now: datetime, limit: int = 100) -> list[AlertRow]:
+    """Alerts whose next escalation step is due; rows locked, skipping those another worker holds."""
+    rows = conn.execute(
+        f"SELECT {_ALERT_ROW} FROM alerts WHERE next_escalation_at <= %s"
+        " AND status IN ('open', 'notified') ORDER BY next_escalation_at LIMIT %s FOR UPDATE SKIP LOCKED",
+        (now, limit),
+    ).fetchall()
+    return [_row(row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    caregiver_id: str
+    role: str
+    tier: int
+    webhook_url: str | None
+
+
+def contacts(conn: psycopg.Connection, household_id: str, tiers: Iterable[int]) -> list[Contact]:
+    rows = conn.execute(
+        "SELECT c.caregiver_id, p.role, p.tier, c.webhook_url FROM care_plan_contacts p"
+        " JOIN caregivers c USING (caregiver_id) WHERE p.household_id = %s AND p.tier = ANY(%s)"
+        " ORDER BY p.tier, c.caregiver_id",
+        (household_id, list(tiers)),
+    ).fetchall()
+    return [Contact(*row) for row in rows]
+
+
+def notified_caregivers(conn: psycopg.Connection, alert_id: int) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT caregiver_id FROM notifications WHERE alert_id = %s ORDER BY 1", (alert_id,)
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def enqueue_notification(
+    conn: psycopg.Connection,
+    *,
+    alert_id: int,
+    caregiver_id: str,
+    channel: str,
+    idempotency_key: str,
+    body: dict[str, Any],
+    now: datetime,
+    deadline: datetime,
+) -> int | None:
+    """Add an outbox row; None if that idempotency key was already enqueued."""
+    row = conn.execute(
+        "INSERT INTO notifications (alert_id, caregiver_id, channel, idempotency_key, body, created_at,"
+        " next_attempt_at, deadline) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING notification_id",
+        (alert_id, caregiver_id, channel, idempotency_key, Jsonb(body), now, now, deadline),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def claim(conn: psycopg.Connection, alert_id: int, caregiver_id: str, now: datetime) -> None:
+    conn.execute(
+        "UPDATE alerts SET status = 'claimed', claimed_by = %s, claimed_at = %s, next_escalation_at = NULL"
+        " WHERE alert_id = %s",
+        (caregiver_id, now, alert_id),
+    )
+
+
+def resolve(conn: psycopg.Connection, alert_id: int, actor: str, outcome: str, note: str, now: datetime) -> None:
+    conn.execute(
+        "UPDATE alerts SET status = 'resolved', resolved_by = %s, resolved_at = %s, outcome = %s,"
+        " resolution_note = %s, next_escalation_at = NULL WHERE alert_id = %s",
+        (actor, now, outcome, note, alert_id),
+    )
+
+
+def get_alert(conn: psycopg.Connection, alert_id: int) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM alerts WHERE alert_id = %s", (alert_id,)).fetchone()
+
+
+def list_alerts(
+    conn: psycopg.Connection,
+    *,
+    household_id: str | None = None,
+    statuses: list[str] | None = None,
+    kind: str | None = None,
+    severity: str | None = None,
+    before_id: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Newest first; keyset pagination by ``alert_id`` (``before_id``)."""
+    clauses = ["true"]
+    params: list[Any] = []
+    for column, value in (("household_id", household_id), ("kind", kind), ("severity", severity)):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    if statuses:
+        clauses.append("status = ANY(%s)")
+        params.append(statuses)
+    if before_id is not None:
+        clauses.append("alert_id < %s")
+        params.append(before_id)
+    params.append(limit)
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            f"SELECT * FROM alerts WHERE {' AND '.join(clauses)} ORDER BY alert_id DESC LIMIT %s", params
+        ).fetchall()
+
+
+def timeline(conn: psycopg.Connection, alert_id: int) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT at, actor, action, detail FROM alert_events WHERE alert_id = %s ORDER BY alert_event_id",
+            (alert_id,),
+        ).fetchall()
