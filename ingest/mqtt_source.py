@@ -91,6 +91,7 @@ class MqttSource:
         topic = f"{topic_root}/dev/+/+"
         self._subscription = f"$share/{share_group}/{topic}" if share_group else topic
         self._generation = 0
+        self._stopping = False
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._v5 = self._address.protocol == "5"
@@ -129,6 +130,7 @@ class MqttSource:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -175,7 +177,10 @@ class MqttSource:
         properties: Properties | None,
     ) -> None:
         self._connected.clear()
-        log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason_code)
+        if self._stopping:
+            log.info("MQTT disconnected (%s)", reason_code)
+        else:
+            log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:

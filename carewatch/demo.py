@@ -1,0 +1,215 @@
+"""``carewatch demo``: the whole system with a simulated fleet and scripted incidents.
+
+1. Services: the broker and database from ``CAREWATCH_MQTT_URL`` / ``CAREWATCH_DATABASE_URL``, or
+   embedded ones (Mosquitto if installed, else amqtt; pgserver) in a temporary directory.
+2. Migrate, then provision the simulator's homes and devices, and a care plan per home: a volunteer
+   partner (tier 1), neighbourhood-committee staff (tier 2) and a supervisor (tier 3). Their webhooks
+   point at a local receiver that stands in for the caregivers' phones, so deliveries can be seen.
+3. Start the pipeline (ingest, detectors, alerting, API) and publish the fleet: 13 hours of backfill at
+   once, then live at ``speed`` simulated seconds per real second. Scripted incidents: a resident who
+   stopped using water 12 h 20 min before the live moment, an emergency press and a kitchen smoke alarm
+   within the first real minute.
+4. Print each alert as it reaches a caregiver; stop on Ctrl-C or after ``--for`` seconds and print a
+   summary whose last line is ``demo: alerts=<n> delivered=<n>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+from carewatch import embedded
+from carewatch.runtime import Pipeline
+from carewatch.settings import Settings
+from carewatch.webhook_receiver import ReceivedDelivery, WebhookReceiver
+from schemas.api import CaregiverCreate, CarePlanContactCreate, DeviceCreate, HouseholdCreate, ResidentCreate
+from schemas.kinds import CareRole
+from simulator.demo import demo_fleet, demo_scenarios
+from simulator.fleet import Fleet
+from simulator.pacing import Pacer, drive
+from simulator.publisher import DevicePublisher, MqttTarget
+from simulator.timefmt import to_ms
+from storage import migrate, registry
+
+log = logging.getLogger(__name__)
+
+DEMO_SEED = 2026
+HOMES_PER_VOLUNTEER = 5
+
+
+def run_demo(settings: Settings, *, duration_s: float | None, homes: int, speed: float) -> int:
+    if "CAREWATCH_LOG_LEVEL" not in os.environ:
+        logging.getLogger().setLevel(logging.WARNING)
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="carewatch-demo-")))
+        mqtt_url = settings.mqtt_url or stack.enter_context(embedded.start_broker(workdir / "broker")).url
+        database_url = settings.database_url or stack.enter_context(embedded.start_postgres(workdir / "pg")).url
+        mode = migrate(database_url)
+        print(f"demo: broker {mqtt_url}, database {_redact(database_url)} ({mode.value})", flush=True)
+
+        receiver = stack.enter_context(_receiver())
+        live_start = datetime.now(UTC).replace(microsecond=0)
+        fleet = demo_fleet(homes, DEMO_SEED, live_start)
+        _provision(database_url, fleet, receiver)
+
+        if not settings.mqtt_url and not settings.database_url and settings.api_port == 8080:
+            settings = settings.model_copy(update={"api_port": _port_or_free(settings.api_port)})
+        settings = settings.model_copy(update={"mqtt_client_id": f"carewatch-demo-{secrets.token_hex(3)}"})
+        pipeline = Pipeline(settings=settings, mqtt_url=mqtt_url, database_url=database_url)
+        pipeline.start()
+        print(f"api: {pipeline.api_url}", flush=True)
+        print(f"openapi: {pipeline.api_url}/openapi.json", flush=True)
+        print(
+            f"demo: {homes} homes; incidents: inactivity (backfilled), sos at ~10 s, smoke alarm at ~20 s", flush=True
+        )
+
+        stop = threading.Event()
+        publisher = threading.Thread(
+            target=_publish,
+            args=(fleet, mqtt_url, settings.topic_root, live_start, speed, stop),
+            name="demo-fleet",
+            daemon=True,
+        )
+        publisher.start()
+        try:
+            _watch(receiver, stop, duration_s)
+        finally:
+            stop.set()
+            publisher.join(timeout=10)
+            pipeline.stop()
+        return _summary(database_url, receiver)
+
+
+@contextlib.contextmanager
+def _receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver(secret=secrets.token_hex(16)).start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+def _provision(database_url: str, fleet: Fleet, receiver: WebhookReceiver) -> None:
+    """Households, devices and care plans for the fleet, straight through the registry."""
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        staff = _caregiver(conn, "cg-committee", "Neighbourhood committee duty desk", receiver)
+        supervisor = _caregiver(conn, "cg-supervisor", "Street service-centre supervisor", receiver)
+        for home in fleet.homes:
+            registry.insert_household(
+                conn,
+                HouseholdCreate(
+                    household_id=home.household_id,
+                    name=f"Home {home.index + 1}",
+                    district="Changning",
+                    residents=[ResidentCreate(name=f"Resident {home.index + 1}")],
+                ),
+            )
+            volunteer = f"cg-volunteer-{home.index // HOMES_PER_VOLUNTEER + 1}"
+            if home.index % HOMES_PER_VOLUNTEER == 0:
+                _caregiver(conn, volunteer, f"Old Partner volunteer {home.index // HOMES_PER_VOLUNTEER + 1}", receiver)
+            for caregiver_id, role in (
+                (volunteer, CareRole.VOLUNTEER),
+                (staff, CareRole.COMMITTEE_STAFF),
+                (supervisor, CareRole.SUPERVISOR),
+            ):
+                registry.upsert_contact(
+                    conn, home.household_id, CarePlanContactCreate(caregiver_id=caregiver_id, role=role)
+                )
+            for device in home.devices:
+                registry.insert_device(
+                    conn,
+                    DeviceCreate(
+                        device_id=device.device_id,
+                        device_type=device.device_type,
+                        household_id=home.household_id,
+                        expected_interval_s=device.expected_interval_s,
+                    ),
+                )
+
+
+def _caregiver(conn: psycopg.Connection, caregiver_id: str, name: str, receiver: WebhookReceiver) -> str:
+    registry.insert_caregiver(
+        conn,
+        CaregiverCreate.model_validate(
+            {"caregiver_id": caregiver_id, "name": name, "webhook_url": receiver.url, "webhook_secret": receiver.secret}
+        ),
+    )
+    return caregiver_id
+
+
+def _publish(
+    fleet: Fleet, mqtt_url: str, topic_root: str, live_start: datetime, speed: float, stop: threading.Event
+) -> None:
+    incidents = demo_scenarios(fleet, live_start, speed=speed)
+    simulation = fleet.simulate(timedelta(days=2), scenarios=incidents, topic_root=topic_root)
+    publisher = DevicePublisher(
+        MqttTarget.from_url(mqtt_url.split("?", maxsplit=1)[0]), simulation.devices, topic_root=topic_root
+    )
+    try:
+        publisher.open()
+        drive(simulation, publisher, Pacer(speed, live_from_ms=to_ms(live_start)), should_stop=stop.is_set)
+    except Exception:
+        log.exception("demo fleet publisher stopped")
+    finally:
+        with contextlib.suppress(Exception):
+            publisher.close()
+
+
+def _watch(receiver: WebhookReceiver, stop: threading.Event, duration_s: float | None) -> None:
+    interrupted = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: interrupted.set())
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    shown = 0
+    while not interrupted.is_set() and (deadline is None or time.monotonic() < deadline):
+        interrupted.wait(0.5)
+        deliveries = list(receiver.deliveries)
+        for delivery in deliveries[shown:]:
+            print(_describe(delivery), flush=True)
+        shown = len(deliveries)
+
+
+def _describe(delivery: ReceivedDelivery) -> str:
+    body = delivery.body
+    return (
+        f"delivered: alert {body['alert_id']} {body['severity']} {body['kind']} household {body['household_id']}"
+        f" → {body['caregiver_id']} ({body['reason']}): {body['evidence']}"
+    )
+
+
+def _summary(database_url: str, receiver: WebhookReceiver) -> int:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT kind, count(*), count(first_notified_at) FROM alerts GROUP BY kind ORDER BY kind"
+        ).fetchall()
+        rejects = conn.execute("SELECT count(*) FROM rejects").fetchone()
+        stored = conn.execute("SELECT count(*) FROM message_receipts").fetchone()
+    alerts = sum(row[1] for row in rows)
+    delivered = sum(row[2] for row in rows)
+    print(
+        f"demo: messages stored={stored[0] if stored else 0} rejected={rejects[0] if rejects else 0}"
+        f" notifications received={len(receiver.deliveries)}"
+    )
+    for kind, count, notified in rows:
+        print(f"demo: {kind}: {count} alert(s), {notified} delivered")
+    print(f"demo: alerts={alerts} delivered={delivered}", flush=True)
+    return 0
+
+
+def _port_or_free(port: int) -> int:
+    return port if not embedded.port_answers("127.0.0.1", port) else embedded.free_port()
+
+
+def _redact(url: str) -> str:
+    return url.rsplit("@", maxsplit=1)[-1]
