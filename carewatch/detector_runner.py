@@ -24,7 +24,7 @@ from alerting.service import AlertingConfig, apply_findings
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings
 from schemas.findings import Finding
 from schemas.intake import Accepted
-from schemas.records import Record
+from schemas.records import MeterSample, Record
 from storage import detector_state
 from storage.devices import active_devices, get_devices, record_last_seen
 from storage.registry import household_settings
@@ -65,6 +65,7 @@ class DetectorRunner:
         self._stopping = threading.Event()
         self._engine: Engine | None = None
         self._known: set[str] = set()
+        self._last_seen: dict[str, datetime] = {}
         self._watermark: datetime | None = None
         self.findings_total = 0
         self.errors_total = 0
@@ -95,6 +96,7 @@ class DetectorRunner:
                     if now_mono - last_tick >= self._tick_s:
                         last_tick = now_mono
                         self._round(conn, [], tick=True)
+                        self._flush_last_seen(conn)
                     if now_mono - last_refresh >= self._refresh_every_s:
                         last_refresh = now_mono
                         self._refresh_registry(conn)
@@ -114,6 +116,7 @@ class DetectorRunner:
                     # it (visible in metrics and readiness) and go on with the next round.
                     self.errors_total += 1
                     log.exception("detector round failed on %d record(s); continuing", len(batch))
+            self._flush_last_seen(conn)
             self._snapshot(conn)
 
     def _drain(self, timeout: float) -> list[Record]:
@@ -121,7 +124,7 @@ class DetectorRunner:
             records = self._queue.get(timeout=timeout)
         except queue.Empty:
             return []
-        while len(records) < 20_000:
+        while len(records) < 5_000:
             try:
                 records.extend(self._queue.get_nowait())
             except queue.Empty:
@@ -129,6 +132,23 @@ class DetectorRunner:
         return records
 
     def _round(self, conn: psycopg.Connection, records: Sequence[Record], *, tick: bool) -> None:
+        # Emergencies first: an sos or smoke event must not wait behind thousands of meter readings,
+        # so events and status reports are evaluated and committed before the readings of the round.
+        urgent = [record for record in records if not isinstance(record, MeterSample)]
+        bulk = [record for record in records if isinstance(record, MeterSample)]
+        if urgent:
+            self._evaluate(conn, urgent, tick=False)
+        if bulk or tick:
+            self._evaluate(conn, bulk, tick=tick)
+        for record in records:
+            seen = self._last_seen.get(record.device_id)
+            if seen is None or record.received_at > seen:
+                self._last_seen[record.device_id] = record.received_at
+        if records:
+            newest = max(record.received_at for record in records)
+            self._watermark = newest if self._watermark is None else max(self._watermark, newest)
+
+    def _evaluate(self, conn: psycopg.Connection, records: Sequence[Record], *, tick: bool) -> None:
         engine = self._engine
         assert engine is not None  # noqa: S101 - set by _restore before any round
         now = self._clock()
@@ -136,30 +156,29 @@ class DetectorRunner:
         findings: list[Finding] = engine.process(records) if records else []
         if tick:
             findings.extend(engine.tick(now))
-        if records:
-            newest = max(record.received_at for record in records)
-            self._watermark = newest if self._watermark is None else max(self._watermark, newest)
+        if not findings:
+            return
         with conn.transaction():
-            changed = apply_findings(conn, findings, now, self._alerting) if findings else []
-            if records:
-                last_seen: dict[str, datetime] = {}
-                for record in records:
-                    seen = last_seen.get(record.device_id)
-                    if seen is None or record.received_at > seen:
-                        last_seen[record.device_id] = record.received_at
-                record_last_seen(conn, last_seen.items())
-        if findings:
-            self.findings_total += len(findings)
-            for finding in findings:
-                log.info(
-                    "finding %s for household %s (%s): %s",
-                    finding.kind.value,
-                    finding.household_id,
-                    finding.detector,
-                    finding.evidence,
-                )
+            changed = apply_findings(conn, findings, now, self._alerting)
+        self.findings_total += len(findings)
+        for finding in findings:
+            log.info(
+                "finding %s for household %s (%s): %s",
+                finding.kind.value,
+                finding.household_id,
+                finding.detector,
+                finding.evidence,
+            )
         if changed:
             self._on_alerts(changed)
+
+    def _flush_last_seen(self, conn: psycopg.Connection) -> None:
+        """Device health for the API, written in one statement every few seconds, not per round."""
+        if not self._last_seen:
+            return
+        pending, self._last_seen = self._last_seen, {}
+        with conn.transaction():
+            record_last_seen(conn, pending.items())
 
     def _learn_devices(self, conn: psycopg.Connection, records: Sequence[Record]) -> None:
         unknown = {record.device_id for record in records} - self._known

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 import psycopg
 
@@ -36,13 +37,13 @@ def active_devices(conn: psycopg.Connection) -> list[DeviceInfo]:
     return [_info(row) for row in rows]
 
 
-def record_last_seen(conn: psycopg.Connection, seen: Iterable[tuple[str, object]]) -> None:
-    """Move ``last_seen_at`` forward (never back) for (device_id, received_at) pairs, in id order."""
+def record_last_seen(conn: psycopg.Connection, seen: Iterable[tuple[str, datetime]]) -> None:
+    """Move ``last_seen_at`` forward (never back) for (device_id, received_at) pairs: one statement."""
     pairs = sorted(seen)
     if not pairs:
         return
-    with conn.cursor() as cur:
-        cur.executemany(
-            "UPDATE devices SET last_seen_at = %s WHERE device_id = %s AND (last_seen_at IS NULL OR last_seen_at < %s)",
-            [(at, device_id, at) for device_id, at in pairs],
-        )
+    conn.execute(
+        "UPDATE devices d SET last_seen_at = v.seen FROM unnest(%s::text[], %s::timestamptz[]) AS v(id, seen)"
+        " WHERE d.device_id = v.id AND (d.last_seen_at IS NULL OR d.last_seen_at < v.seen)",
+        ([device_id for device_id, _ in pairs], [at for _, at in pairs]),
+    )
