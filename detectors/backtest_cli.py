@@ -1,0 +1,107 @@
+"""``carewatch backtest``: replay stored history with (possibly overridden) thresholds, print a table.
+
+The lead's CLI wires this in with::
+
+    sub = subparsers.add_parser("backtest", help=...)
+    add_backtest_arguments(sub)
+    ...
+    return run_backtest_command(args, settings.database_url)
+
+History is read in one read-only transaction (``storage.history``), replayed by
+:func:`detectors.backtest.replay`, and only findings detected inside ``--from``..``--to`` are
+counted; the ``--warmup-days`` before ``--from`` (default 28) only teach the routine baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from detectors.backtest import replay
+from detectors.config import DetectorSuiteConfig, HouseholdSettings
+from storage import history
+
+
+def _out(text: str) -> None:
+    # This module is the CLI's output: a table for an operator, not a log line.
+    sys.stdout.write(text + "\n")
+
+
+def _when(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="start", type=_when, required=True, help="start (ISO 8601; UTC if no offset)")
+    parser.add_argument("--to", dest="end", type=_when, default=None, help="end (ISO 8601); default: now")
+    parser.add_argument(
+        "--household", action="append", default=None, help="only this household (repeatable); default all"
+    )
+    parser.add_argument("--warmup-days", type=float, default=28.0, help="history replayed but not counted")
+    group = parser.add_argument_group("threshold overrides")
+    group.add_argument("--flat-litres", type=float, help="program rule: minimum litres (default 10)")
+    group.add_argument("--flat-hours", type=float, help="program rule: window in hours (default 12)")
+    group.add_argument("--flat-program", action="store_true", help="program rule exactly, never personalised")
+    group.add_argument("--daily-min-litres", type=float, help="enable the 24 h daily-minimum rule at this many litres")
+    group.add_argument("--no-routine", action="store_true", help="disable the personal routine detector")
+    group.add_argument("--routine-margin-min", type=int, help="routine: minimum margin in minutes (default 60)")
+    group.add_argument("--daily-max-litres", type=float, help="excessive use: absolute daily bound (default 2000)")
+    group.add_argument("--flow-high-rate", type=float, help="running water: L/min (default 3.0)")
+    group.add_argument("--grace-factor", type=float, help="offline after expected interval x this (default 2.0)")
+
+
+def config_from_args(args: argparse.Namespace) -> DetectorSuiteConfig:
+    """The default suite with the command line's overrides applied."""
+    cfg = DetectorSuiteConfig()
+    flat, daily = cfg.flat_rules
+    if args.flat_litres is not None:
+        flat = replace(flat, min_litres=args.flat_litres)
+    if args.flat_hours is not None:
+        flat = replace(flat, window_h=args.flat_hours)
+    if args.daily_min_litres is not None:
+        daily = replace(daily, enabled=True, min_litres=args.daily_min_litres)
+    if args.flat_program:
+        flat, daily = replace(flat, personal=False), replace(daily, personal=False)
+    cfg = replace(cfg, flat_rules=(flat, daily))
+    if args.no_routine:
+        cfg = replace(cfg, routine=replace(cfg.routine, enabled=False))
+    if args.routine_margin_min is not None:
+        cfg = replace(cfg, routine=replace(cfg.routine, min_margin_min=args.routine_margin_min))
+    if args.daily_max_litres is not None:
+        cfg = replace(cfg, excess=replace(cfg.excess, daily_max_l=args.daily_max_litres))
+    if args.flow_high_rate is not None:
+        cfg = replace(cfg, flow=replace(cfg.flow, high_rate_lpm=args.flow_high_rate))
+    if args.grace_factor is not None:
+        cfg = replace(cfg, health=replace(cfg.health, grace_factor=args.grace_factor))
+    return cfg
+
+
+def run_backtest_command(args: argparse.Namespace, conninfo: str) -> int:
+    """Load history, replay it, print the table. Returns the process exit code."""
+    end = args.end or datetime.now(tz=UTC)  # the CLI, not the detectors, may read the clock
+    if end <= args.start:
+        _out("backtest: --to must be after --from")
+        return 2
+    load_from = args.start - timedelta(days=args.warmup_days)
+    with psycopg.connect(conninfo) as conn:
+        conn.read_only = True
+        devices = history.load_devices(conn, args.household)
+        raw_settings = history.load_household_settings(conn, args.household)
+        records = history.load_records(conn, load_from, end, args.household)
+        conn.rollback()
+    settings = {}
+    for household_id, (timezone, data) in raw_settings.items():
+        try:
+            settings[household_id] = HouseholdSettings.from_json(data, timezone=timezone)
+        except (ValueError, KeyError) as exc:
+            _out(f"backtest: household {household_id}: ignoring invalid settings ({exc}); using defaults")
+            settings[household_id] = HouseholdSettings(timezone=timezone)
+    result = replay(records, devices, settings, config_from_args(args), count_from=args.start)
+    _out(f"backtest {args.start.isoformat()} .. {end.isoformat()} (warm-up from {load_from.isoformat()})")
+    _out(result.table())
+    return 0

@@ -1,0 +1,223 @@
+"""Frozen configuration of the detector suite, and per-household settings.
+
+Two layers, both immutable values:
+
+- :class:`DetectorSuiteConfig` is the fleet-wide tuning (one per deployment, built once by the
+  composition root). Each detector has its own small frozen config so a backtest can override one
+  threshold with :func:`dataclasses.replace` and replay history through otherwise identical code.
+- :class:`HouseholdSettings` is what a care team sets for one home: the program thresholds it uses,
+  "away" and "in hospital" periods (which suppress inactivity and routine findings, never emergencies),
+  and quiet windows during which low-severity notices are held back until morning.
+
+``HouseholdSettings.from_json`` reads the ``households.settings`` JSON column; unknown keys are an
+error so that a typo in a threshold is noticed instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class FlatRuleConfig:
+    """The program rule: less than ``min_litres`` over ``window_h`` hours of device time."""
+
+    name: str = "flat_12h"
+    window_h: float = 12.0
+    min_litres: float = 10.0
+    enabled: bool = True
+    # Once the resident has a routine baseline, hold the rule back while the current quiet stretch is
+    # no longer than the resident's own usual longest quiet at this time of day (a late sleeper's
+    # ordinary Sunday morning is not an emergency). False = the program rule exactly as written.
+    personal: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RoutineConfig:
+    """Personal routine: a quiet gap the resident's own history says should have ended by now."""
+
+    enabled: bool = True
+    history_days: int = 28
+    # Comparable history days (same day type) needed before the detector speaks at all.
+    min_days_per_type: int = 6
+    # How many comparable days may have had an equally long gap and still call today's unusual.
+    allowed_exceptions: int = 0
+    # Gaps shorter than this are never examined (saves work; nobody is late after 30 minutes).
+    min_gap_min: int = 60
+    # Margin added after the latest usual resumption: at least this, more for spread-out residents.
+    min_margin_min: int = 60
+    margin_factor: float = 1.0
+    # Day-to-day drift of the routine: a slot's limit is the largest within this many minutes of it.
+    tolerance_min: int = 60
+    # Deadlines later than this after the last use are left to the flat rule: the resident is too
+    # irregular for the routine to add anything.
+    max_gap_h: float = 12.0
+
+
+@dataclass(frozen=True, slots=True)
+class FlowConfig:
+    """Continuous flow: water in every interval for a long stretch (leak, tap left running, fall)."""
+
+    enabled: bool = True
+    day_stretch_h: float = 24.0
+    # Flow in every interval of this local night window is reported when the window ends.
+    night_start: time = time(1, 0)
+    night_end: time = time(5, 0)
+    # A high, steady rate (a tap or shower running) is urgent after a much shorter time.
+    high_rate_lpm: float = 3.0
+    high_rate_min: float = 60.0
+    # Intervals longer than this cannot show "flow in every interval" and break a stretch.
+    max_interval_min: float = 65.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExcessConfig:
+    """Excessive daily use: an absolute bound, or far above the resident's own history."""
+
+    enabled: bool = True
+    daily_max_l: float = 2000.0
+    relative_factor: float = 3.0
+    relative_min_l: float = 400.0
+    min_history_days: int = 14
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Device health: silence past the expected interval, Last Will, battery and signal."""
+
+    grace_factor: float = 2.0
+    grace_min_s: float = 60.0
+    low_battery_pct: int = 20
+    weak_rssi_dbm: int = -110
+    # Devices of one household silent within this long of each other are one outage, not several.
+    group_window_s: float = 30 * 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class EventConfig:
+    """Smoke alarm and call button event handling."""
+
+    cancel_window_s: float = 120.0
+    # Repeated presses/alarms inside this window are one occurrence (bouncing button, chirping alarm).
+    debounce_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSuiteConfig:
+    """Everything the detectors need, fleet-wide. Build once; override with ``dataclasses.replace``."""
+
+    flat_rules: tuple[FlatRuleConfig, ...] = (
+        FlatRuleConfig(),
+        FlatRuleConfig(name="daily_min_24h", window_h=24.0, min_litres=10.0, enabled=False),
+    )
+    routine: RoutineConfig = field(default_factory=RoutineConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    excess: ExcessConfig = field(default_factory=ExcessConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    events: EventConfig = field(default_factory=EventConfig)
+    # An interval must add at least this much to the register to count as "water used" (drips,
+    # meter noise and rounding stay below it).
+    use_min_l: float = 1.0
+    # Water must resume by this much before an inactivity finding is considered cleared.
+    resume_l: float = 2.0
+    # The register may wobble down by this much without being a reset.
+    reset_tolerance_l: float = 0.5
+    # Faster than this is not water but a register glitch, and starts a new series.
+    max_plausible_lpm: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """An away or hospital period, in UTC. Suppresses inactivity/routine findings inside it."""
+
+    start: datetime
+    end: datetime
+    reason: str = "away"
+
+
+@dataclass(frozen=True, slots=True)
+class QuietWindow:
+    """A local-time window (may cross midnight) in which low-severity notices are held back."""
+
+    start: time
+    end: time
+
+
+_HOUSEHOLD_KEYS = frozenset(
+    {"timezone", "flat_min_litres", "flat_window_h", "daily_max_l", "routine_enabled", "away", "quiet"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdSettings:
+    """Per-household settings; ``None`` thresholds fall back to the suite configuration."""
+
+    timezone: str = "Asia/Shanghai"
+    flat_min_litres: float | None = None
+    flat_window_h: float | None = None
+    daily_max_l: float | None = None
+    routine_enabled: bool = True
+    away: tuple[Period, ...] = ()
+    quiet: tuple[QuietWindow, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, timezone: str | None = None) -> HouseholdSettings:
+        """Build from the ``households.settings`` JSON (and the ``timezone`` column).
+
+        ``away`` is a list of ``{"start": iso, "end": iso, "reason": "away"|"hospital"}``; ``quiet`` a
+        list of ``{"start": "22:00", "end": "07:00"}``.
+        """
+        unknown = set(data) - _HOUSEHOLD_KEYS
+        if unknown:
+            raise ValueError(f"unknown household settings: {sorted(unknown)}")
+        away = tuple(
+            Period(_aware(p["start"]), _aware(p["end"]), str(p.get("reason", "away"))) for p in data.get("away", ())
+        )
+        quiet = tuple(
+            QuietWindow(time.fromisoformat(q["start"]), time.fromisoformat(q["end"])) for q in data.get("quiet", ())
+        )
+        return cls(
+            timezone=timezone or str(data.get("timezone", "Asia/Shanghai")),
+            flat_min_litres=_opt_float(data.get("flat_min_litres")),
+            flat_window_h=_opt_float(data.get("flat_window_h")),
+            daily_max_l=_opt_float(data.get("daily_max_l")),
+            routine_enabled=bool(data.get("routine_enabled", True)),
+            away=away,
+            quiet=quiet,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"timezone": self.timezone, "routine_enabled": self.routine_enabled}
+        for key in ("flat_min_litres", "flat_window_h", "daily_max_l"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out["away"] = [{"start": p.start.isoformat(), "end": p.end.isoformat(), "reason": p.reason} for p in self.away]
+        out["quiet"] = [{"start": q.start.isoformat("minutes"), "end": q.end.isoformat("minutes")} for q in self.quiet]
+        return out
+
+    def flat_rule(self, rule: FlatRuleConfig) -> FlatRuleConfig:
+        """The program rule as this household uses it (overrides apply to the primary 12 h rule)."""
+        if rule.name != "flat_12h":
+            return rule
+        return FlatRuleConfig(
+            name=rule.name,
+            window_h=self.flat_window_h if self.flat_window_h is not None else rule.window_h,
+            min_litres=self.flat_min_litres if self.flat_min_litres is not None else rule.min_litres,
+            enabled=rule.enabled,
+            personal=rule.personal,
+        )
+
+
+def _aware(value: Any) -> datetime:
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if parsed.tzinfo is None:
+        raise ValueError("away/hospital period times need an offset")
+    return parsed.astimezone(UTC)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)

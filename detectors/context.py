@@ -1,0 +1,138 @@
+"""Time helpers and the per-household view that detector logic consults.
+
+Inside the detectors time is a float of epoch seconds (UTC): compact in state, cheap to compare, and
+trivially JSON-serialisable. Datetimes appear only at the edges (records in, findings out), always
+timezone-aware UTC. Local time matters for three things only: 30-minute routine slots and day types,
+the night window of the flow detector, and evidence text a caregiver reads ("none since 21:10
+yesterday"); :class:`HouseholdView` does those conversions with the household's time zone.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from detectors.config import HouseholdSettings
+
+SLOT_S = 1800
+SLOTS_PER_DAY = 48
+DAY_S = 86400
+
+
+def epoch(value: datetime) -> float:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: carewatch uses timezone-aware UTC only")
+    return value.timestamp()
+
+
+def to_dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def iso(value: float) -> str:
+    return to_dt(value).isoformat()
+
+
+def hours(seconds: float) -> str:
+    """'11 h', '1.5 h', '45 min': durations as a caregiver says them."""
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    h = seconds / 3600
+    return f"{h:.0f} h" if h >= 10 or abs(h - round(h)) < 0.05 else f"{h:.1f} h"
+
+
+_ZONES: dict[str, ZoneInfo] = {}
+
+
+def zone(name: str) -> ZoneInfo:
+    found = _ZONES.get(name)
+    if found is None:
+        found = _ZONES[name] = ZoneInfo(name)
+    return found
+
+
+class HouseholdView:
+    """Household settings made fast to query with epoch seconds."""
+
+    __slots__ = ("_away", "_hour", "_offset", "_quiet", "_tz", "settings")
+
+    def __init__(self, settings: HouseholdSettings) -> None:
+        self.settings = settings
+        self._tz = zone(settings.timezone)
+        self._away = sorted((epoch(p.start), epoch(p.end), p.reason) for p in settings.away)
+        self._quiet = settings.quiet
+        self._hour, self._offset = -1, 0.0
+
+    # Away / hospital -------------------------------------------------------------------------
+    def away_reason(self, t: float) -> str | None:
+        """The reason ("away", "hospital") if ``t`` lies inside a period, else None."""
+        for start, end, reason in self._away:
+            if start <= t < end:
+                return reason
+        return None
+
+    def away_floor(self, t: float) -> float:
+        """The latest end of a period that is over by ``t``: inactivity is counted from there at most."""
+        floor = -math.inf
+        for start, end, _ in self._away:
+            if start <= t and end <= t:
+                floor = max(floor, end)
+        return floor
+
+    # Local time ------------------------------------------------------------------------------
+    def offset_s(self, t: float) -> float:
+        # Offsets change at most on the hour: cache per UTC hour (this is on every reading's path).
+        hour = int(t // 3600)
+        if hour != self._hour:
+            delta = to_dt(t).astimezone(self._tz).utcoffset()
+            self._hour, self._offset = hour, delta.total_seconds() if delta is not None else 0.0
+        return self._offset
+
+    def local(self, t: float) -> datetime:
+        return to_dt(t).astimezone(self._tz)
+
+    def day_index(self, t: float) -> int:
+        """Local calendar day number (days since 1970-01-01 local)."""
+        return int((t + self.offset_s(t)) // DAY_S)
+
+    def slot(self, t: float) -> int:
+        """The local 30-minute slot (0..47) that contains instant ``t``."""
+        return int(((t + self.offset_s(t)) % DAY_S) // SLOT_S)
+
+    def day_start(self, day: int) -> float:
+        """Epoch seconds of local midnight starting ``day`` (exact for fixed-offset zones such as
+        Asia/Shanghai; for DST zones off by at most the DST shift on changeover days)."""
+        guess = day * DAY_S
+        return guess - self.offset_s(guess)
+
+    def in_local_window(self, t: float, start: time, end: time) -> bool:
+        clock = self.local(t).time()
+        if start <= end:
+            return start <= clock < end
+        return clock >= start or clock < end
+
+    def quiet_release(self, t: float) -> float | None:
+        """If ``t`` is inside a quiet window, when that window ends; else None."""
+        for window in self._quiet:
+            if self.in_local_window(t, window.start, window.end):
+                local = self.local(t)
+                end = local.replace(hour=window.end.hour, minute=window.end.minute, second=0, microsecond=0)
+                if end <= local:
+                    end += timedelta(days=1)
+                return end.timestamp()
+        return None
+
+    def fmt(self, t: float, ref: float) -> str:
+        """'21:10', '21:10 yesterday' or '03-14 21:10', relative to the local day of ``ref``."""
+        local = self.local(t)
+        days = self.day_index(ref) - self.day_index(t)
+        if days == 0:
+            return f"{local:%H:%M}"
+        if days == 1:
+            return f"{local:%H:%M} yesterday"
+        return f"{local:%m-%d %H:%M}"
+
+    def is_weekend(self, day: int) -> bool:
+        # 1970-01-01 was a Thursday (weekday 3): Saturday and Sunday are 5 and 6.
+        return (day + 3) % 7 >= 5

@@ -1,0 +1,171 @@
+"""The day ledger of one meter: 28 days of 30-minute usage bits and daily totals, and excessive use.
+
+The personal baseline is kept in the most compact form that still answers the routine detector's
+question ("on comparable days, how long did a quiet gap starting at this time of day last?"): per local
+day one 48-bit mask (bit *s* set when water was used in 30-minute slot *s*), a validity bit, and the
+day's total litres. 28 days cost 28 × 8 bytes of masks plus 28 × 4 bytes of totals in ``array``
+buffers, about 0.5 KiB per meter with overheads, and are rolled as days close (a rolling window, no
+decay constants to tune).
+
+Attribution. A reading interval's water is put in the slot that contains the *end* of the interval.
+For intervals longer than a slot (hourly meters, gaps) that can only move use later and leave earlier
+slots empty, which makes historic gaps look longer, never shorter, so the routine deadline errs late
+(fewer false alarms), never early. A day counts as valid only when readings covered at least
+``MIN_COVERAGE_S`` of it and no away/hospital period touched it: a day with the meter offline is not a
+day without water, and a day away is not the resident's routine.
+
+Excessive use is judged here because it needs the same totals: today's running total above the
+absolute bound (``daily_max_l``, 2 m³ in the Jing'an program) or above ``relative_factor`` times the
+resident's own 90th-percentile day (and at least ``relative_min_l``) raises EXCESSIVE_USE once a day.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any
+
+import numpy as np
+
+from detectors.config import DetectorSuiteConfig
+from detectors.context import DAY_S, HouseholdView
+from detectors.events import finding
+from schemas.findings import Finding
+from schemas.kinds import AlertKind
+from schemas.records import DeviceInfo
+
+MIN_COVERAGE_S = 20 * 3600
+# Interval longer than this do not count towards a day's coverage (the resolution is too coarse).
+MAX_COVERED_INTERVAL_S = 3 * 3600
+
+
+class DayLedger:
+    """Rolling per-day usage masks and totals; ``newest`` is the local day of the last closed entry."""
+
+    __slots__ = (
+        "_p90",
+        "bits",
+        "cfg",
+        "covered",
+        "device",
+        "excess_day",
+        "newest",
+        "today",
+        "today_bits",
+        "today_total",
+        "totals",
+        "valid",
+    )
+
+    def __init__(self, device: DeviceInfo, cfg: DetectorSuiteConfig, state: dict[str, Any] | None = None) -> None:
+        self.device = device
+        self.cfg = cfg
+        s = state or {}
+        self.bits = array("Q", s.get("bits", []))
+        self.totals = array("f", s.get("totals", []))
+        # Bit i set when entry i (oldest first) is a valid day.
+        self.valid: int = s.get("valid", 0)
+        self.newest: int | None = s.get("newest")
+        self.today: int | None = s.get("today")
+        self.today_bits: int = s.get("tbits", 0)
+        self.covered: float = s.get("cov", 0.0)
+        self.today_total: float = s.get("ttotal", 0.0)
+        self.excess_day: int | None = s.get("xday")
+        self._p90: tuple[int | None, float | None] | None = None  # derived, not snapshotted
+
+    # Accumulation --------------------------------------------------------------------------------
+    def roll_to(self, day: int, view: HouseholdView) -> None:
+        """Close every day before ``day`` (days never seen become invalid entries)."""
+        if self.today is None:
+            self.today = day
+            return
+        while self.today < day:
+            start = view.day_start(self.today)
+            ok = self.covered >= MIN_COVERAGE_S and view.away_reason(start) is None
+            ok = ok and view.away_floor(start + DAY_S) <= start and view.away_reason(start + DAY_S - 1) is None
+            self._push(self.today_bits, self.today_total, ok)
+            self.today += 1
+            self.today_bits, self.today_total, self.covered = 0, 0.0, 0.0
+
+    def _push(self, bits: int, total: float, ok: bool) -> None:
+        keep = self.cfg.routine.history_days
+        self.bits.append(bits)
+        self.totals.append(total)
+        self.valid |= int(ok) << (len(self.bits) - 1)
+        if len(self.bits) > keep:
+            drop = len(self.bits) - keep
+            del self.bits[:drop]
+            del self.totals[:drop]
+            self.valid >>= drop
+        self.newest = self.today
+
+    def add(self, t0: float, t: float, litres: float, used: bool, view: HouseholdView) -> None:
+        self.roll_to(view.day_index(t), view)
+        if t - t0 <= MAX_COVERED_INTERVAL_S:
+            self.covered += min(t - t0, t - view.day_start(view.day_index(t)))
+        if used:
+            self.today_bits |= 1 << view.slot(t - 1e-3)
+        self.today_total += litres
+
+    # Queries ---------------------------------------------------------------------------------------
+    def matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(usage bool[n, 48], valid bool[n], day index int[n]) for the closed days, oldest first."""
+        n = len(self.bits)
+        if n == 0 or self.newest is None:
+            return np.zeros((0, 48), bool), np.zeros(0, bool), np.zeros(0, np.int64)
+        raw = np.frombuffer(self.bits.tobytes(), dtype="<u8")
+        usage = ((raw[:, None] >> np.arange(48, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+        valid = ((self.valid >> np.arange(n)) & 1).astype(bool)
+        days = np.arange(self.newest - n + 1, self.newest + 1)
+        return usage, valid, days
+
+    def check_excess(self, t: float, now: float, view: HouseholdView) -> list[Finding]:
+        cfg = self.cfg.excess
+        if not cfg.enabled or self.today is None or self.excess_day == self.today:
+            return []
+        limit = view.settings.daily_max_l if view.settings.daily_max_l is not None else cfg.daily_max_l
+        reason = ""
+        if self.today_total > limit:
+            reason = f"above the program's daily maximum of {limit:g} L"
+        else:
+            p90 = self._usual_high()
+            if p90 is not None and self.today_total > max(cfg.relative_min_l, cfg.relative_factor * p90):
+                reason = f"{self.today_total / max(p90, 1.0):.1f}× this home's usual high day ({p90:.0f} L)"
+        if not reason:
+            return []
+        self.excess_day = self.today
+        start = view.day_start(self.today)
+        return [
+            finding(
+                self.device, AlertKind.EXCESSIVE_USE, at=start, detected_at=now, detector="excessive_use",
+                evidence=f"{self.today_total:.0f} L used today by {view.fmt(t, t)}: {reason}; "
+                "check for a burst pipe or a tap left running",
+                details={"litres_today": round(self.today_total, 1), "limit_l": limit},
+            )
+        ]  # fmt: skip
+
+    def _usual_high(self) -> float | None:
+        """90th percentile of the valid daily totals (cached until the next day closes)."""
+        if self._p90 is None or self._p90[0] != self.newest:
+            totals = np.frombuffer(self.totals.tobytes(), dtype=np.float32)
+            valid = ((self.valid >> np.arange(len(totals))) & 1).astype(bool)
+            usual = totals[valid]
+            enough = len(usual) >= self.cfg.excess.min_history_days
+            self._p90 = (self.newest, float(np.percentile(usual, 90)) if enough else None)
+        return self._p90[1]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "bits": self.bits.tolist(),
+            "totals": [round(x, 1) for x in self.totals.tolist()],
+            "valid": self.valid,
+            "newest": self.newest,
+            "today": self.today,
+            "tbits": self.today_bits,
+            "cov": self.covered,
+            "ttotal": round(self.today_total, 3),
+            "xday": self.excess_day,
+        }
+
+    def nbytes(self) -> int:
+        """Approximate in-memory size of the ledger's buffers (for the memory budget)."""
+        return self.bits.buffer_info()[1] * 8 + self.totals.buffer_info()[1] * 4 + 64 * 2 + 8 * 9

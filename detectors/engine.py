@@ -1,0 +1,278 @@
+"""The detector engine: routes committed records to per-device logic and runs the timers.
+
+Contract (what the runner, the backtest and the tests call)::
+
+    engine = Engine(config, snapshots=None)
+    engine.upsert_device(device_info)                  # registry changes
+    engine.set_household(household_id, settings)       # thresholds, away periods, quiet windows
+    findings = engine.process(records)                 # committed records, commit order
+    findings = engine.tick(now)                        # processing-time ticker
+    engine.next_timer() -> datetime | None             # when tick() next has something to do
+    engine.snapshots() -> {key: JSON state}            # keys changed since the previous call
+
+Design. The engine owns no rules. Per device it keeps a :class:`DeviceHealth` (silence, battery,
+signal) and one type-specific logic object (:class:`MeterLogic`, :class:`SmokeLogic`,
+:class:`CallLogic`); per household a :class:`HouseholdHealth` (outage grouping) and any low-severity
+findings held back by a quiet window. All of them are built from the frozen
+:class:`DetectorSuiteConfig` plus their own snapshot, take time as a parameter and never do I/O, so
+the same engine runs live, in backtests and in tests, deterministically.
+
+Time. Water and event detectors work in device time (``record.ts``); a finding's ``detected_at`` is
+the processing time at which the evidence arrived (``record.received_at``, or ``now`` for a tick).
+Within one ``process`` call each device's records are applied in device-time order, so a batch
+committed out of order is still evaluated correctly.
+
+Snapshots. ``snapshots()`` returns only the keys (``dev:<device_id>``, ``hh:<household_id>``) whose
+state changed since the previous call: the runner upserts them into ``detector_state``. Passing all
+stored snapshots back to the constructor restores the engine exactly: open conditions stay open (no
+re-raise), and pending timers (silence deadlines, held notices) are re-armed from the stored times.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from detectors.config import DetectorSuiteConfig, HouseholdSettings
+from detectors.context import HouseholdView, epoch, to_dt
+from detectors.events import CallLogic, SmokeLogic
+from detectors.health import DeviceHealth, HouseholdHealth
+from detectors.held import HeldFindings
+from detectors.meter import MeterLogic
+from schemas.findings import Finding
+from schemas.kinds import DeviceType
+from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record, StatusReport
+
+SNAPSHOT_VERSION = 1
+Logic = MeterLogic | SmokeLogic | CallLogic
+
+
+class _Household:
+    __slots__ = ("devices", "health", "held", "view")
+
+    def __init__(self, household_id: str, cfg: DetectorSuiteConfig, state: dict[str, Any] | None = None) -> None:
+        s = state or {}
+        self.view = HouseholdView(HouseholdSettings())
+        self.health = HouseholdHealth(household_id, cfg.health, s.get("health"))
+        self.held = HeldFindings(s.get("held"))
+        self.devices: set[str] = set()
+
+
+class Engine:
+    """All detectors for a fleet. Not thread-safe: one engine per worker (shard by household)."""
+
+    def __init__(self, config: DetectorSuiteConfig, snapshots: Mapping[str, dict[str, Any]] | None = None) -> None:
+        self._cfg = config
+        self._devices: dict[str, DeviceInfo] = {}
+        self._health: dict[str, DeviceHealth] = {}
+        self._logic: dict[str, Logic] = {}
+        self._households: dict[str, _Household] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._scheduled: dict[str, float] = {}
+        self._dirty: set[str] = set()
+        for key, state in (snapshots or {}).items():
+            if key.startswith("hh:"):
+                self._households[key[3:]] = _Household(key[3:], config, state)
+        for key, state in (snapshots or {}).items():
+            if key.startswith("dev:"):
+                self._restore_device(state)
+
+    # Registry and settings --------------------------------------------------------------------
+    def upsert_device(self, device: DeviceInfo) -> None:
+        old = self._devices.get(device.device_id)
+        if old == device:
+            return
+        key = f"dev:{device.device_id}"
+        if old is None or old.device_type != device.device_type:
+            self._health[device.device_id] = DeviceHealth(device, self._cfg.health)
+            self._logic[device.device_id] = self._build(device, None)
+        else:
+            self._health[device.device_id].device = device
+            self._logic[device.device_id].device = device
+            if old.household_id != device.household_id:
+                self._household(old.household_id).devices.discard(device.device_id)
+        self._devices[device.device_id] = device
+        self._household(device.household_id).devices.add(device.device_id)
+        self._dirty.add(key)
+        self._schedule_device(device.device_id)
+
+    def remove_device(self, device_id: str) -> None:
+        """Forget a decommissioned device (its snapshot key should be deleted by the caller)."""
+        device = self._devices.pop(device_id, None)
+        self._health.pop(device_id, None)
+        self._logic.pop(device_id, None)
+        self._scheduled.pop(f"dev:{device_id}", None)
+        if device is not None:
+            self._household(device.household_id).devices.discard(device_id)
+
+    def set_household(self, household_id: str, settings: HouseholdSettings) -> None:
+        self._household(household_id).view = HouseholdView(settings)
+
+    # Records -------------------------------------------------------------------------------------
+    def process(self, records: Sequence[Record]) -> list[Finding]:
+        """Apply committed records; return the findings they reveal (device-time evaluated)."""
+        by_device: dict[str, list[Record]] = {}
+        for record in records:
+            by_device.setdefault(record.device_id, []).append(record)
+        out: list[Finding] = []
+        for device_id, recs in by_device.items():
+            recs.sort(key=lambda r: r.ts)
+            for record in recs:
+                out.extend(self._apply(record))
+            self._schedule_device(device_id)
+        return self._hold_quiet(out)
+
+    def _apply(self, record: Record) -> list[Finding]:
+        device = self._devices.get(record.device_id) or self._infer_device(record)
+        household = self._household(device.household_id)
+        view = household.view
+        health = self._health[device.device_id]
+        logic = self._logic[device.device_id]
+        now = epoch(record.received_at)
+        self._dirty.add(f"dev:{device.device_id}")
+        self._dirty.add(f"hh:{device.household_id}")
+        out: list[Finding] = []
+        if isinstance(record, StatusReport) and not record.online:
+            if health.offline_since is None:
+                last = health.last_heard
+                since = min(now, max(epoch(record.ts), last if last is not None else epoch(record.ts)))
+                out.extend(
+                    household.health.device_offline(health, since, now, "last_will", self._peers(household), view)
+                )
+            return out
+        if health.heard(now):
+            out.extend(household.health.device_back(health, now, view))
+        if isinstance(record, StatusReport):
+            out.extend(health.on_status(record, view))
+        elif isinstance(record, MeterSample) and isinstance(logic, MeterLogic):
+            out.extend(logic.on_reading(record, view))
+        elif isinstance(record, DeviceEvent) and isinstance(logic, SmokeLogic | CallLogic):
+            out.extend(logic.on_event(record, view))
+        return out
+
+    # Timers ----------------------------------------------------------------------------------------
+    def tick(self, now: datetime) -> list[Finding]:
+        """Run every timer due at or before ``now`` (processing time)."""
+        t_now = epoch(now)
+        out: list[Finding] = []
+        released: list[Finding] = []  # already held once: never held again
+        while self._heap and self._heap[0][0] <= t_now:
+            due, key = heapq.heappop(self._heap)
+            if self._scheduled.get(key) != due:
+                continue  # superseded by a later schedule
+            del self._scheduled[key]
+            kind, ident = key.split(":", 1)
+            self._dirty.add(key)
+            if kind == "dev":
+                out.extend(self._device_timer(ident, t_now))
+            else:
+                released.extend(self._household(ident).held.release(t_now))
+                self._schedule_household(ident)
+        return self._hold_quiet(out) + released
+
+    def next_timer(self) -> datetime | None:
+        while self._heap and self._scheduled.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return to_dt(self._heap[0][0]) if self._heap else None
+
+    def _device_timer(self, device_id: str, now: float) -> list[Finding]:
+        health = self._health.get(device_id)
+        if health is None:
+            return []
+        due = health.next_timer()
+        if due is None or due > now:
+            self._schedule_device(device_id)
+            return []
+        household = self._household(health.device.household_id)
+        self._dirty.add(f"hh:{health.device.household_id}")
+        since = health.last_heard if health.last_heard is not None else now
+        return household.health.device_offline(health, since, now, "silent", self._peers(household), household.view)
+
+    def _schedule(self, key: str, due: float | None) -> None:
+        if due is None:
+            self._scheduled.pop(key, None)
+        elif self._scheduled.get(key) != due:
+            self._scheduled[key] = due
+            heapq.heappush(self._heap, (due, key))
+
+    def _schedule_device(self, device_id: str) -> None:
+        health = self._health.get(device_id)
+        self._schedule(f"dev:{device_id}", health.next_timer() if health else None)
+
+    def _schedule_household(self, household_id: str) -> None:
+        self._schedule(f"hh:{household_id}", self._household(household_id).held.next_timer())
+
+    def _hold_quiet(self, findings: list[Finding]) -> list[Finding]:
+        """Hold low-severity findings raised inside a household's quiet window until it ends."""
+        out: list[Finding] = []
+        for f in findings:
+            household = self._households.get(f.household_id)
+            if household is not None and household.held.hold(f, household.view):
+                self._dirty.add(f"hh:{f.household_id}")
+                self._schedule_household(f.household_id)
+            else:
+                out.append(f)
+        return out
+
+    # Snapshots ---------------------------------------------------------------------------------------
+    def snapshots(self) -> dict[str, dict[str, Any]]:
+        """JSON-serialisable state of every key changed since the previous call."""
+        out: dict[str, dict[str, Any]] = {}
+        for key in sorted(self._dirty):
+            kind, ident = key.split(":", 1)
+            if kind == "dev" and ident in self._devices:
+                d = self._devices[ident]
+                out[key] = {
+                    "v": SNAPSHOT_VERSION,
+                    "info": [d.device_id, d.device_type.value, d.household_id, d.expected_interval_s],
+                    "health": self._health[ident].snapshot(),
+                    "logic": self._logic[ident].snapshot(),
+                }
+            elif kind == "hh" and ident in self._households:
+                h = self._households[ident]
+                out[key] = {"v": SNAPSHOT_VERSION, "health": h.health.snapshot(), "held": h.held.snapshot()}
+        self._dirty.clear()
+        return out
+
+    def all_snapshots(self) -> dict[str, dict[str, Any]]:
+        """Every key's state (for measurement and for a full checkpoint)."""
+        self._dirty.update(f"dev:{d}" for d in self._devices)
+        self._dirty.update(f"hh:{h}" for h in self._households)
+        return self.snapshots()
+
+    def _restore_device(self, state: dict[str, Any]) -> None:
+        device_id, device_type, household_id, interval = state["info"]
+        device = DeviceInfo(device_id, DeviceType(device_type), household_id, int(interval))
+        self._devices[device_id] = device
+        self._health[device_id] = DeviceHealth(device, self._cfg.health, state.get("health"))
+        self._logic[device_id] = self._build(device, state.get("logic"))
+        self._household(household_id).devices.add(device_id)
+        self._schedule_device(device_id)
+        self._schedule_household(household_id)
+
+    # Helpers ---------------------------------------------------------------------------------------------
+    def _build(self, device: DeviceInfo, state: dict[str, Any] | None) -> Logic:
+        if device.device_type is DeviceType.WATER_METER:
+            return MeterLogic(device, self._cfg, state)
+        if device.device_type is DeviceType.SMOKE_ALARM:
+            return SmokeLogic(device, self._cfg.events, state)
+        return CallLogic(device, self._cfg.events, state)
+
+    def _infer_device(self, record: Record) -> DeviceInfo:
+        # Ingest only commits records of registered devices; if the registry update has not reached
+        # us yet, infer the type and leave silence unmonitored (interval 0) until upsert_device.
+        device_type = DeviceType.WATER_METER if isinstance(record, MeterSample) else record.device_type
+        device = DeviceInfo(record.device_id, device_type, record.household_id, 0)
+        self.upsert_device(device)
+        return device
+
+    def _household(self, household_id: str) -> _Household:
+        found = self._households.get(household_id)
+        if found is None:
+            found = self._households[household_id] = _Household(household_id, self._cfg)
+        return found
+
+    def _peers(self, household: _Household) -> list[DeviceHealth]:
+        return [self._health[d] for d in sorted(household.devices) if d in self._health]

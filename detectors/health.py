@@ -1,0 +1,207 @@
+"""Device health: silence, Last Will, battery and signal; one finding per household outage.
+
+Silence is judged in *processing time* (when carewatch last heard from the device, ``received_at``),
+not device time: a meter that uploads yesterday's readings today has been heard today. A device is
+offline when nothing arrived for ``expected_interval_s × grace_factor`` (at least ``expected + grace_min_s``),
+or at once when its status says ``online: false`` (its MQTT Last Will). Anything heard from it again
+brings it back.
+
+Outages are grouped per household (:class:`HouseholdHealth`): a power or network cut silences the
+meter, the smoke alarm and the call button together, and caregivers need one incident, not three.
+The first device to go offline raises one DEVICE_OFFLINE finding that names every device of the home
+last heard within ``group_window_s`` of it (they are probably in the same outage, even if their own,
+longer, heartbeat deadlines have not passed yet); devices going offline while that incident is open
+join it without a new finding. When every device of the incident has been heard again, the incident
+closes with an annotation. Low battery and weak signal raise low-severity MAINTENANCE once, until the
+value recovers with a margin (hysteresis stops a battery at 19/21 % from flapping).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors.config import HealthConfig
+from detectors.context import HouseholdView, epoch, hours, iso
+from detectors.events import finding
+from schemas.findings import Finding, FindingAction
+from schemas.kinds import AlertKind, DeviceType
+from schemas.records import DeviceInfo, StatusReport
+
+DEVICE_NAMES = {
+    DeviceType.WATER_METER: "water meter",
+    DeviceType.SMOKE_ALARM: "smoke alarm",
+    DeviceType.CALL_BUTTON: "call button",
+}
+
+
+def describe(device: DeviceInfo) -> str:
+    return f"{DEVICE_NAMES.get(device.device_type, str(device.device_type))} {device.device_id}"
+
+
+class DeviceHealth:
+    """Liveness and battery/signal state of one device."""
+
+    __slots__ = ("battery_low", "cfg", "device", "last_heard", "offline_since", "weak")
+
+    def __init__(self, device: DeviceInfo, cfg: HealthConfig, state: dict[str, Any] | None = None) -> None:
+        self.device = device
+        self.cfg = cfg
+        s = state or {}
+        self.last_heard: float | None = s.get("heard")
+        # Set while the device is considered offline (the time silence began).
+        self.offline_since: float | None = s.get("off")
+        self.battery_low: bool = s.get("bat", False)
+        self.weak: bool = s.get("weak", False)
+
+    def silence_limit_s(self) -> float:
+        interval = float(self.device.expected_interval_s)
+        return max(interval * self.cfg.grace_factor, interval + self.cfg.grace_min_s)
+
+    def heard(self, received_at: float) -> bool:
+        """Note a message; True if the device was offline and is now back."""
+        if self.last_heard is None or received_at > self.last_heard:
+            self.last_heard = received_at
+        back = self.offline_since is not None
+        self.offline_since = None
+        return back
+
+    def next_timer(self) -> float | None:
+        if self.offline_since is not None or self.last_heard is None or self.device.expected_interval_s <= 0:
+            return None
+        return self.last_heard + self.silence_limit_s()
+
+    def on_status(self, report: StatusReport, view: HouseholdView) -> list[Finding]:
+        """Battery and signal notices from a status report (offline handling is the engine's)."""
+        t, now = epoch(report.ts), epoch(report.received_at)
+        out: list[Finding] = []
+        cfg, name = self.cfg, describe(self.device)
+        if report.battery_pct is not None:
+            if not self.battery_low and report.battery_pct <= cfg.low_battery_pct:
+                self.battery_low = True
+                out.append(
+                    finding(
+                        self.device,
+                        AlertKind.MAINTENANCE,
+                        at=t,
+                        detected_at=now,
+                        detector="health_battery",
+                        evidence=f"{name} battery at {report.battery_pct} % (notice at {cfg.low_battery_pct} %): "
+                        "replace on the next visit",
+                        details={"battery_pct": report.battery_pct},
+                    )
+                )
+            elif self.battery_low and report.battery_pct >= cfg.low_battery_pct + 10:
+                self.battery_low = False
+        if report.rssi_dbm is not None:
+            if not self.weak and report.rssi_dbm <= cfg.weak_rssi_dbm:
+                self.weak = True
+                out.append(
+                    finding(
+                        self.device,
+                        AlertKind.MAINTENANCE,
+                        at=t,
+                        detected_at=now,
+                        detector="health_signal",
+                        evidence=f"{name} signal weak ({report.rssi_dbm} dBm, notice at {cfg.weak_rssi_dbm} dBm): "
+                        "messages may be lost; check its placement",
+                        details={"rssi_dbm": report.rssi_dbm},
+                    )
+                )
+            elif self.weak and report.rssi_dbm >= cfg.weak_rssi_dbm + 10:
+                self.weak = False
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"heard": self.last_heard, "off": self.offline_since, "bat": self.battery_low, "weak": self.weak}
+
+
+class HouseholdHealth:
+    """One household's open outage incident (grouping offline devices into one finding)."""
+
+    __slots__ = ("cfg", "household_id", "incident")
+
+    def __init__(self, household_id: str, cfg: HealthConfig, state: dict[str, Any] | None = None) -> None:
+        self.household_id = household_id
+        self.cfg = cfg
+        incident = (state or {}).get("incident")
+        # {"since": float, "devices": [device ids], "first": device id} while an outage is open.
+        self.incident: dict[str, Any] | None = dict(incident) if incident else None
+
+    def device_offline(
+        self,
+        health: DeviceHealth,
+        since: float,
+        now: float,
+        reason: str,
+        household: list[DeviceHealth],
+        view: HouseholdView,
+    ) -> list[Finding]:
+        """``health``'s device went offline (silence began at ``since``)."""
+        health.offline_since = since
+        dev = health.device
+        if self.incident is not None:
+            if dev.device_id not in self.incident["devices"]:
+                self.incident["devices"].append(dev.device_id)
+            return []
+        # Other devices heard last around the same time are probably in the same outage.
+        peers = [
+            h
+            for h in household
+            if h is not health
+            and h.last_heard is not None
+            and (h.offline_since is not None or abs(h.last_heard - since) <= self.cfg.group_window_s)
+        ]
+        self.incident = {"since": since, "first": dev.device_id, "devices": [dev.device_id]}
+        for peer in peers:
+            self.incident["devices"].append(peer.device.device_id)
+            if peer.offline_since is None:
+                peer.offline_since = peer.last_heard
+        why = (
+            "reported going offline (its Last Will)"
+            if reason == "last_will"
+            else f"silent since {view.fmt(since, now)} (expected every {hours(dev.expected_interval_s)})"
+        )
+        evidence = f"{describe(dev)} {why}"
+        if peers:
+            names = ", ".join(
+                f"{describe(p.device)} (last heard {view.fmt(p.last_heard or since, now)})" for p in peers
+            )
+            evidence += f"; also silent: {names}: whole home offline, likely a power or network outage"
+        evidence += "; no data is not no water: inactivity cannot be judged until it reports again"
+        return [
+            finding(
+                dev,
+                AlertKind.DEVICE_OFFLINE,
+                at=since,
+                detected_at=now,
+                detector="health_offline",
+                evidence=evidence,
+                details={"reason": reason, "devices": list(self.incident["devices"]), "silent_since": iso(since)},
+            )
+        ]
+
+    def device_back(self, health: DeviceHealth, now: float, view: HouseholdView) -> list[Finding]:
+        """``health``'s device was heard again; close the incident once all of its devices are back."""
+        if self.incident is None:
+            return []
+        devices: list[str] = self.incident["devices"]
+        if health.device.device_id in devices:
+            devices.remove(health.device.device_id)
+        if devices:
+            return []
+        since = float(self.incident["since"])
+        self.incident = None
+        return [
+            finding(
+                health.device,
+                AlertKind.DEVICE_OFFLINE,
+                at=since,
+                detected_at=now,
+                detector="health_offline",
+                action=FindingAction.ANNOTATE,
+                evidence=f"back online at {view.fmt(now, now)} after {hours(now - since)} of silence",
+            )
+        ]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"incident": self.incident}

@@ -1,0 +1,81 @@
+"""Low-severity findings held back during a household's quiet window, released when it ends.
+
+A maintenance notice (low battery, weak signal, a smoke alarm fault) at 02:00 should not wake a
+volunteer; it is just as useful at 07:00. Emergencies and anything above ``Severity.LOW`` are never
+held. Held findings are part of the household snapshot, so a restart does not lose them, and they keep
+their original ``detected_at``; ``details["held_until"]`` records the release.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from detectors.context import HouseholdView, epoch, iso, to_dt
+from schemas.findings import Finding, FindingAction
+from schemas.kinds import AlertKind, Severity
+
+
+def finding_to_json(f: Finding) -> dict[str, Any]:
+    return {
+        "kind": f.kind.value,
+        "severity": f.severity.value,
+        "household_id": f.household_id,
+        "device_id": f.device_id,
+        "at": f.at.isoformat(),
+        "detected_at": f.detected_at.isoformat(),
+        "evidence": f.evidence,
+        "detector": f.detector,
+        "action": f.action.value,
+        "details": f.details,
+    }
+
+
+def finding_from_json(data: dict[str, Any]) -> Finding:
+    return Finding(
+        kind=AlertKind(data["kind"]),
+        severity=Severity(data["severity"]),
+        household_id=data["household_id"],
+        device_id=data["device_id"],
+        at=to_dt(epoch_iso(data["at"])),
+        detected_at=to_dt(epoch_iso(data["detected_at"])),
+        evidence=data["evidence"],
+        detector=data["detector"],
+        action=FindingAction(data["action"]),
+        details=dict(data["details"]),
+    )
+
+
+def epoch_iso(text: str) -> float:
+    return epoch(datetime.fromisoformat(text))
+
+
+class HeldFindings:
+    """Findings waiting for the end of a quiet window: ``[(release_time, finding_json), ...]``."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, state: list[list[Any]] | None = None) -> None:
+        self.items: list[list[Any]] = [list(item) for item in state or []]
+
+    def hold(self, f: Finding, view: HouseholdView) -> bool:
+        if f.severity is not Severity.LOW or f.action is not FindingAction.RAISE:
+            return False
+        release = view.quiet_release(epoch(f.detected_at))
+        if release is None:
+            return False
+        held = replace(f, details={**f.details, "held_until": iso(release)})
+        self.items.append([release, finding_to_json(held)])
+        return True
+
+    def release(self, now: float) -> list[Finding]:
+        due = [item for item in self.items if item[0] <= now]
+        self.items = [item for item in self.items if item[0] > now]
+        return [finding_from_json(item[1]) for item in due]
+
+    def next_timer(self) -> float | None:
+        return min((item[0] for item in self.items), default=None)
+
+    def snapshot(self) -> list[list[Any]]:
+        return self.items

@@ -1,0 +1,257 @@
+"""Water meter logic: one object per meter, fed committed register readings in device time.
+
+Design
+------
+A meter reports a cumulative register, so the difference between two readings is *exactly* the water
+used between them, however far apart they are. That gives the key property "no data is not no
+water": a silent meter proves nothing (the health detector reports it offline), while the first
+reading after a gap settles the whole gap at once. Late batches (NB-IoT meters upload a day of stored
+readings at once) are therefore evaluated for the device time they cover, and a finding raised from
+them carries the device-time start (``at``) and the processing time (``detected_at``).
+
+Series. A register that goes backwards by more than ``reset_tolerance_l`` (battery or meter swap), or
+jumps faster than ``max_plausible_lpm`` (a glitch), starts a new *series*: the boundary interval's
+consumption is unknown and is never counted (no negative or huge use), and quiet stretches restart at
+the boundary (conservative: no inactivity alert is built on an interval we cannot measure). A single
+glitch reading followed by a return to the old register resumes the old series.
+
+Order. Readings of one meter are applied in device-time order (the engine sorts each call's records
+per device). A reading older than the newest one already applied lies inside an interval whose total
+is already known exactly; it is counted (``late_inside``) but not re-evaluated, because any quiet
+stretch it could reveal has, by construction, already ended with water use.
+
+Flat program rule. For each enabled :class:`FlatRuleConfig`, the longest window ending at the newest
+reading with less than ``min_litres`` is found from a short list of *step points* (time the register
+first reached a value), kept only within ``min_litres`` of the current register and thinned to steps
+of at least 1/16 of the threshold. Thinning can only make a window look shorter, never longer, so it
+may delay an alert by one interval but can never invent one. A fired rule stays fired until at least
+``resume_l`` more litres are used, and the next window starts after that. With ``personal`` (the
+default) and a routine baseline, the rule also waits while the stretch without a single use is no
+longer than the routine detector's limit for this time of day (the resident's usual longest
+quiet plus its margin); without a baseline (a new
+meter, a new resident) it is the program rule exactly.
+
+The routine, flow and excess detectors live in their own modules and are driven from here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from detectors.config import DetectorSuiteConfig, FlatRuleConfig
+from detectors.context import HouseholdView, epoch, hours, iso
+from detectors.daily import DayLedger
+from detectors.events import finding
+from detectors.flow import FlowLogic
+from detectors.routine import RoutineLogic
+from schemas.findings import Finding
+from schemas.kinds import AlertKind
+from schemas.records import DeviceInfo, MeterSample
+
+# Inactivity findings are suppressed inside away/hospital periods; these kinds are.
+INACTIVITY_KINDS = frozenset({AlertKind.INACTIVITY, AlertKind.ROUTINE_MISSED})
+
+
+class MeterLogic:
+    """State and rules for one water meter. ``snapshot()`` is JSON; see module docstring."""
+
+    __slots__ = (
+        "cfg",
+        "device",
+        "fired",
+        "flow",
+        "last_r",
+        "last_t",
+        "last_use",
+        "late_inside",
+        "ledger",
+        "prev",
+        "resets",
+        "routine",
+        "series_n",
+        "series_start",
+        "steps",
+        "use_r",
+    )
+
+    def __init__(self, device: DeviceInfo, cfg: DetectorSuiteConfig, state: dict[str, Any] | None = None) -> None:
+        self.device = device
+        self.cfg = cfg
+        s = state or {}
+        self.last_t: float | None = s.get("t")
+        self.last_r: float = s.get("r", 0.0)
+        self.series_start: float = s.get("ss", -math.inf) if s.get("ss") is not None else -math.inf
+        self.series_n: int = s.get("sn", 0)
+        self.last_use: float | None = s.get("use")
+        self.use_r: float = s.get("use_r", 0.0)
+        # (time, register) of the series before a reset, to recognise a one-reading glitch.
+        self.prev: list[float] | None = s.get("prev")
+        self.steps: list[list[float]] = [list(p) for p in s.get("steps", [])]
+        # Per flat rule name: [fired_at_register, fired_quiet_start] while fired; "floor" after clearing.
+        self.fired: dict[str, dict[str, float]] = {k: dict(v) for k, v in s.get("fired", {}).items()}
+        self.resets: int = s.get("resets", 0)
+        self.late_inside: int = s.get("late", 0)
+        self.ledger = DayLedger(device, cfg, s.get("days"))
+        self.routine = RoutineLogic(device, cfg, s.get("routine"))
+        self.flow = FlowLogic(device, cfg, s.get("flow"))
+
+    # ------------------------------------------------------------------------------------------
+    def on_reading(self, sample: MeterSample, view: HouseholdView) -> list[Finding]:
+        t, now, r = epoch(sample.ts), epoch(sample.received_at), float(sample.register_l)
+        if self.last_t is None:
+            self._new_series(t, r)
+            self.ledger.roll_to(view.day_index(t), view)
+            return []
+        if t <= self.last_t:
+            if t < self.last_t:
+                self.late_inside += 1
+            return []
+        litres = self._interval_litres(t, r)
+        t0 = self.last_t
+        self.last_t, self.last_r = t, r
+        if litres is None:
+            self.ledger.roll_to(view.day_index(t), view)
+            self.flow.boundary()
+            return []
+        self.series_n += 1
+        used = litres >= self.cfg.use_min_l
+        if used:
+            self.last_use, self.use_r = t, r
+        if litres > 0:
+            self._add_step(t, r, view)
+        out: list[Finding] = []
+        self.ledger.add(t0, t, litres, used, view)
+        self._clear_fired(t, r)
+        suppressed = view.away_reason(t)
+        floor = max(self.series_start, view.away_floor(t))
+        out.extend(self._flat_rules(t, now, r, floor, suppressed, view))
+        q = self._quiet_start(floor)
+        since = max(r - self.use_r, 0.0) if self.last_use is not None and q == self.last_use else 0.0
+        out.extend(self.routine.check(self.ledger, t, now, q, since, suppressed, view))
+        out.extend(self.flow.on_interval(t0, t, litres, now, view))
+        out.extend(self.ledger.check_excess(t, now, view))
+        return out
+
+    # Register series ----------------------------------------------------------------------------
+    def _interval_litres(self, t: float, r: float) -> float | None:
+        """Litres used since the previous reading, or None at a series boundary."""
+        last_t = self.last_t if self.last_t is not None else t
+        dt = t - last_t
+        d = r - self.last_r
+        plausible = self.cfg.max_plausible_lpm * max(dt, 60.0) / 60.0
+        if -self.cfg.reset_tolerance_l <= d <= plausible:
+            return max(d, 0.0)
+        if self.prev is not None and self.series_n <= 2:
+            prev_t, prev_r = self.prev
+            back = r - prev_r
+            if -self.cfg.reset_tolerance_l <= back <= self.cfg.max_plausible_lpm * max(t - prev_t, 60) / 60:
+                # The low reading was a glitch: the register is back on its old series.
+                self.prev = None
+                self.steps = [[t, r]]
+                return max(back, 0.0)
+        self.prev = [last_t, self.last_r]
+        self.resets += 1
+        self._new_series(t, r)
+        return None
+
+    def _new_series(self, t: float, r: float) -> None:
+        self.last_t, self.last_r = t, r
+        self.series_start = t
+        self.series_n = 0
+        self.steps = [[t, r]]
+
+    def _add_step(self, t: float, r: float, view: HouseholdView) -> None:
+        rules = [view.settings.flat_rule(rule) for rule in self._rules()]
+        if not rules:
+            return
+        widest = max(rule.min_litres for rule in rules)
+        quantum = min(rule.min_litres for rule in rules) / 16
+        if not self.steps or r - self.steps[-1][1] >= quantum:
+            self.steps.append([t, r])
+        while len(self.steps) > 1 and self.steps[0][1] <= r - widest:
+            self.steps.pop(0)
+
+    def _rules(self) -> list[FlatRuleConfig]:
+        return [rule for rule in self.cfg.flat_rules if rule.enabled]
+
+    def _quiet_start(self, floor: float) -> float:
+        """Start of the current stretch without water use, for the routine detector."""
+        start = self.last_use if self.last_use is not None else self.series_start
+        return max(start, floor)
+
+    # Flat program rule ----------------------------------------------------------------------------
+    def _flat_rules(
+        self, t: float, now: float, r: float, floor: float, suppressed: str | None, view: HouseholdView
+    ) -> list[Finding]:
+        out: list[Finding] = []
+        for base in self._rules():
+            rule = view.settings.flat_rule(base)
+            state = self.fired.get(rule.name)
+            if state is not None and "reg" in state:
+                continue  # fired and not yet cleared
+            rule_floor = max(floor, state["floor"]) if state else floor
+            start = next((p[0] for p in self.steps if p[1] > r - rule.min_litres), t)
+            start = max(start, rule_floor)
+            window = rule.window_h * 3600
+            if t - start < window or suppressed or self._usual(rule, t, floor, view):
+                continue
+            used = r - next((p[1] for p in self.steps if p[0] >= start), r)
+            used = max(used, 0.0)
+            self.fired[rule.name] = {"reg": r, "start": start}
+            out.append(
+                finding(
+                    self.device,
+                    AlertKind.INACTIVITY,
+                    at=start,
+                    detected_at=now,
+                    detector=f"flat_rule:{rule.name}",
+                    evidence=(
+                        f"less than {rule.min_litres:g} L in {rule.window_h:g} h: {used:.1f} L since "
+                        f"{view.fmt(start, t)} ({hours(t - start)}, reading at {view.fmt(t, t)})"
+                    ),
+                    details={
+                        "rule": rule.name,
+                        "window_h": rule.window_h,
+                        "min_litres": rule.min_litres,
+                        "litres": round(used, 2),
+                        "quiet_since": iso(start),
+                        "due_at": iso(start + window),
+                        "last_reading_at": iso(t),
+                    },
+                )
+            )
+        return out
+
+    def _usual(self, rule: FlatRuleConfig, t: float, floor: float, view: HouseholdView) -> bool:
+        """True while a personal rule should wait: this quiet is within the resident's usual."""
+        # Only a window that shows the resident active (some use) may be excused: complete silence
+        # for the program's window always fires, so a fall is never held past the program rule.
+        if not rule.personal or self.last_use is None or self.last_use <= t - rule.window_h * 3600:
+            return False
+        limit = self.routine.quiet_limit(self.ledger, t, view)
+        return limit is not None and t - self._quiet_start(floor) <= limit
+
+    def _clear_fired(self, t: float, r: float) -> None:
+        for name, state in list(self.fired.items()):
+            if "reg" in state and r - state["reg"] >= self.cfg.resume_l:
+                self.fired[name] = {"floor": t}
+
+    # Timers and snapshot -------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "t": self.last_t,
+            "r": self.last_r,
+            "ss": None if self.series_start == -math.inf else self.series_start,
+            "sn": self.series_n,
+            "use": self.last_use,
+            "use_r": self.use_r,
+            "prev": self.prev,
+            "steps": self.steps,
+            "fired": self.fired,
+            "resets": self.resets,
+            "late": self.late_inside,
+            "days": self.ledger.snapshot(),
+            "routine": self.routine.snapshot(),
+            "flow": self.flow.snapshot(),
+        }

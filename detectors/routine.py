@@ -1,0 +1,140 @@
+"""Personal routine: "expected activity missing", from the resident's own last 28 days.
+
+Question asked. The resident last used water at ``q`` and has been quiet since. On the comparable days
+of the past four weeks, how long did a quiet gap starting at that time of day last? If today's gap is
+already longer than on all (or all but ``allowed_exceptions``) of them, plus a margin, the usual
+activity is missing: ROUTINE_MISSED. For the classic case (last use 21:10, usually first water by
+07:30 on weekdays) that is "usual first use of the day is late"; the same computation covers any other
+regular period (lunch, the evening wash) without naming it.
+
+Computation (numpy, once per quiet stretch). From the ledger's usage masks build, for every pair of
+consecutive history days, a 96-slot row (day *d* then day *d+1*); cumulative sums tell for every slot
+*k* whether that history row was still quiet from the slot after ``q`` up to *k*. A history row is
+*comparable* at *k* when its day type (weekday/weekend) matches the day type of the day *k* falls on,
+so a resident who sleeps late at weekends is compared with weekends. The first *k* where at most
+``allowed_exceptions`` comparable rows were still quiet (with at least ``min_days_per_type`` rows) is
+the latest usual resumption. The margin is learned from the same rows: at least ``min_margin_min``,
+and ``margin_factor`` times the spread between the median and the latest usual resumption, so an
+irregular resident gets more slack. If the deadline lands more than ``max_gap_h`` after ``q`` the
+routine adds nothing over the flat rule and stays quiet: irregular residents are left to the program
+rule until their history shows a pattern.
+
+The deadline is checked on readings (device time): only a reading proves that the gap is still
+quiet. Once fired, the detector stays silent until water is used again (a new quiet stretch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from detectors.config import DetectorSuiteConfig
+from detectors.context import SLOT_S, HouseholdView, hours, iso
+from detectors.daily import DayLedger
+from detectors.events import finding
+from schemas.findings import Finding
+from schemas.kinds import AlertKind
+from schemas.records import DeviceInfo
+
+
+def quiet_limits(
+    ledger: DayLedger, day: int, view: HouseholdView, cfg: DetectorSuiteConfig
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Per 30-minute slot of local ``day``: (usual longest quiet, alarm limit) in seconds, and the
+    number of comparable days; None while there are too few comparable days."""
+    rc = cfg.routine
+    usage, valid, days = ledger.matrix()
+    if len(days) < 2:
+        return None
+    weekend = (days + 3) % 7 >= 5
+    comparable = valid[:-1] & valid[1:] & (weekend[1:] == view.is_weekend(day))
+    n = int(comparable.sum())
+    if n < rc.min_days_per_type:
+        return None
+    rows = np.concatenate([usage[:-1], usage[1:]], axis=1)[comparable]
+    last = np.maximum.accumulate(np.where(rows, np.arange(96), -1), axis=1)[:, 48:]
+    # Quiet duration at the end of each slot, rounded up to whole slots (history errs long).
+    dur = np.where(last >= 0, (np.arange(48, 96) - last + 1) * float(SLOT_S), np.inf)
+    ordered = np.sort(dur, axis=0)
+    usual = ordered[-(min(rc.allowed_exceptions, n - 1) + 1)]
+    with np.errstate(invalid="ignore"):  # inf - inf where no comparable day ever used water: no spread
+        spread = np.nan_to_num(usual - np.median(dur, axis=0), nan=0.0, posinf=0.0)
+    margin = np.maximum(rc.min_margin_min * 60.0, rc.margin_factor * spread)
+    # Routines drift by an hour from day to day (a late lunch): the limit at a slot is the largest
+    # usual quiet within ``tolerance_min`` either side, so a meal taken late is not a missed meal.
+    w = max(rc.tolerance_min // 30, 0)
+    padded = np.concatenate([np.full(w, -np.inf), usual + margin, np.full(w, -np.inf)])
+    limit = np.lib.stride_tricks.sliding_window_view(padded, 2 * w + 1).max(axis=1)
+    return usual, limit, n
+
+
+class RoutineLogic:
+    """Per-meter routine state: whether the current quiet stretch fired; limits cached per day."""
+
+    __slots__ = ("_limits", "cfg", "device", "fired_q")
+
+    def __init__(self, device: DeviceInfo, cfg: DetectorSuiteConfig, state: dict[str, Any] | None = None) -> None:
+        self.device = device
+        self.cfg = cfg
+        self.fired_q: float | None = (state or {}).get("fired")
+        # Derived from the ledger, so not part of the snapshot: (day, limits or None).
+        self._limits: tuple[int, tuple[np.ndarray, np.ndarray, int] | None] | None = None
+
+    def limits(self, ledger: DayLedger, day: int, view: HouseholdView) -> tuple[np.ndarray, np.ndarray, int] | None:
+        if self._limits is None or self._limits[0] != day or ledger.newest != day - 1:
+            self._limits = (day, quiet_limits(ledger, day, view, self.cfg) if ledger.newest == day - 1 else None)
+        return self._limits[1]
+
+    def quiet_limit(self, ledger: DayLedger, t: float, view: HouseholdView) -> float | None:
+        """How long a quiet stretch may last at ``t``'s time of day before it is unusual for this
+        resident (None without a baseline)."""
+        found = self.limits(ledger, view.day_index(t), view)
+        return None if found is None else float(found[1][view.slot(t - 1e-3)])
+
+    def check(
+        self,
+        ledger: DayLedger,
+        t: float,
+        now: float,
+        q: float,
+        litres: float,
+        suppressed: str | None,
+        view: HouseholdView,
+    ) -> list[Finding]:
+        """Evaluate the stretch quiet since ``q`` at reading time ``t`` (``litres`` used since ``q``)."""
+        if self.fired_q is not None:
+            if q <= self.fired_q:
+                return []  # this stretch already fired
+            self.fired_q = None  # water resumed since: a new stretch
+        rc = self.cfg.routine
+        if not rc.enabled or not view.settings.routine_enabled or suppressed or t - q < rc.min_gap_min * 60:
+            return []
+        day = view.day_index(t)
+        found = self.limits(ledger, day, view)
+        if found is None:
+            return []
+        usual_arr, limit_arr, n = found
+        slot = view.slot(t - 1e-3)
+        usual, limit = float(usual_arr[slot]), float(limit_arr[slot])
+        if t - q <= limit or limit > rc.max_gap_h * 3600:
+            return []
+        self.fired_q = q
+        day_type = "weekends" if view.is_weekend(day) else "weekdays"
+        evidence = (
+            f"at {view.fmt(t, t)} on {day_type} water has usually been used within the last {hours(usual)} "
+            f"({n} comparable days); none since {view.fmt(q, t)}; {litres:.1f} L in {hours(t - q)}"
+        )
+        return [
+            finding(
+                self.device, AlertKind.ROUTINE_MISSED, at=q, detected_at=now, detector="routine",
+                evidence=evidence,
+                details={
+                    "quiet_since": iso(q), "usual_quiet_h": round(usual / 3600, 2),
+                    "limit_h": round(limit / 3600, 2), "comparable_days": n, "litres": round(litres, 2),
+                },
+            )
+        ]  # fmt: skip
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"fired": self.fired_q}

@@ -1,0 +1,64 @@
+"""Personal routine, continuous flow, excessive use and the personal flat rule, on synthetic residents."""
+
+from __future__ import annotations
+
+from detectors import DetectorSuiteConfig, Engine
+from detectors.testing import PROFILES, Resident, hours_to_dt, meter_samples
+from schemas.kinds import AlertKind, DeviceType, Severity
+from schemas.records import DeviceInfo
+
+METER = DeviceInfo("m", DeviceType.WATER_METER, "h", 900)
+
+
+def replay(uses: list[tuple[float, float]], end_h: float, **kw: object) -> list:  # type: ignore[type-arg]
+    engine = Engine(DetectorSuiteConfig())
+    engine.upsert_device(METER)
+    samples = list(meter_samples("m", "h", uses, 0, end_h, **kw))  # type: ignore[arg-type]
+    found = []
+    for i in range(0, len(samples), 96):
+        found.extend(engine.process(samples[i : i + 96]))
+    return found
+
+
+def test_routine_fires_well_before_the_12h_rule_for_a_regular_resident() -> None:
+    uses = Resident("h", "m", PROFILES["regular"], 7).uses(40)
+    fall = 35 * 24 + 10.5  # Tuesday 10:30, after the morning routine
+    found = [f for f in replay([u for u in uses if u[0] < fall], fall + 24) if f.detected_at >= hours_to_dt(fall)]
+    routine = [f for f in found if f.kind is AlertKind.ROUTINE_MISSED]
+    flat = [f for f in found if f.kind is AlertKind.INACTIVITY]
+    assert len(routine) == 1
+    assert len(flat) == 1
+    assert routine[0].severity is Severity.HIGH
+    assert routine[0].detected_at == hours_to_dt(fall + 2.25)  # 12:45: lunch is late
+    assert flat[0].detected_at == hours_to_dt(fall + 8.25)
+    assert "comparable days" in routine[0].evidence
+    assert routine[0].evidence == (
+        "at 12:45 on weekdays water has usually been used within the last 1.5 h (19 comparable days); "
+        "none since 07:00; 0.0 L in 5.8 h"
+    )
+
+
+def test_irregular_resident_routine_stays_quiet_until_there_is_a_pattern() -> None:
+    uses = Resident("h", "m", PROFILES["irregular"], 3).uses(20)
+    found = replay(uses, 19 * 24)
+    # Fewer than six comparable days of each type during the first week: no routine findings at all.
+    early = [f for f in found if f.kind is AlertKind.ROUTINE_MISSED and f.detected_at < hours_to_dt(7 * 24)]
+    assert early == []
+
+
+def test_tap_left_running_is_high_continuous_flow_within_the_hour() -> None:
+    uses = Resident("h", "m", PROFILES["regular"], 7).uses(3)
+    found = replay(uses, 2 * 24 + 12, flow=(2 * 24 + 9.0, 2 * 24 + 11.0, 6.0))
+    running = [f for f in found if f.detector == "flow_running"]
+    assert len(running) == 1
+    assert running[0].severity is Severity.HIGH
+    assert running[0].detected_at == hours_to_dt(2 * 24 + 10.0)
+
+
+def test_overnight_leak_and_excessive_use() -> None:
+    uses = Resident("h", "m", PROFILES["regular"], 7).uses(3)
+    found = replay(uses, 2 * 24 + 12, flow=(24.0, 2 * 24 + 12, 1.5))
+    assert [f.detector for f in found if f.detector == "flow_overnight"] == ["flow_overnight", "flow_overnight"]
+    excess = [f for f in found if f.kind is AlertKind.EXCESSIVE_USE]
+    assert len(excess) == 1  # 1.5 L/min is 2160 L a day: above the 2000 L program bound (day 2 ends at noon)
+    assert excess[0].details["limit_l"] == 2000.0
