@@ -1,12 +1,20 @@
 """Delivery channels behind one interface. A channel sends one delivery and says how it went.
 
 Channels never raise for delivery problems: they return ``DeliveryResult(ok=False, ...)`` and the
-dispatcher retries with backoff until the notification's deadline.
+dispatcher retries with backoff until the notification's deadline. ``permanent=True`` says a retry
+cannot help (no address): the delivery is dead at once.
+
+Implementations: ``WebhookChannel`` (here; signed, see ``alerting.signing``), ``EmailChannel``
+(``alerting.email``, SMTP), ``SmsChannel`` (``alerting.sms``, an HTTP gateway), ``AppChannel``
+(``alerting.app``, MQTT push to the caregiver app) and ``FakeChannel`` (here; records deliveries and
+fails on request, for unit tests). Every channel is called from dispatcher threads, several at once:
+implementations must be thread-safe.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,6 +32,8 @@ class Delivery:
     body: dict[str, Any]
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    email: str = ""
+    phone: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +79,24 @@ class WebhookChannel:
 
     def close(self) -> None:
         self._client.close()
+
+
+class FakeChannel:
+    """Records deliveries; ``fail_next`` makes the next N sends fail (``permanent`` ones if asked)."""
+
+    def __init__(self, name: str = "webhook", *, fail_next: int = 0, permanent: bool = False) -> None:
+        self.name = name
+        self.fail_next = fail_next
+        self.permanent = permanent
+        self.sent: list[Delivery] = []
+        self.attempts = 0
+        self._lock = threading.Lock()
+
+    def send(self, delivery: Delivery) -> DeliveryResult:
+        with self._lock:
+            self.attempts += 1
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return DeliveryResult(False, "fake failure", permanent=self.permanent)
+            self.sent.append(delivery)
+        return DeliveryResult(True, "fake ok")

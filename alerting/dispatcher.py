@@ -5,23 +5,33 @@ several dispatchers in one or many processes never send the same row at once), s
 attempt, then mark it sent, schedule a retry with exponential backoff, or mark it dead past its
 deadline. If a worker dies after sending but before committing, the row stays pending and is sent again
 with the same idempotency key: at most a retry, never a second distinct message. A dead delivery of a
-critical alert escalates the alert at once.
+critical alert escalates the alert at once (if the alert is still at that delivery's step) and is
+listed for operators (``storage.outbox.list_dead``, ``GET /api/v1/deliveries/dead``).
+
+Concurrency: one ``Dispatcher`` runs ``workers`` threads, each with its own connection, all taking rows
+with ``SKIP LOCKED``; a slow channel (a webhook that takes seconds) then holds up one worker, not every
+alert behind it. Only worker 0 moves escalation timers and checks overdue visits (other processes may
+do the same: those rows are locked too). Workers share one ``Wakeup``: the detectors and the API set it
+when alerts change, so a new alert is sent at once instead of at the next poll.
 
 Escalation timers live in ``alerts.next_escalation_at``, so they survive restarts; every poll moves the
-due ones on (``alerting.service.escalate_due``).
+due ones on (``alerting.service.escalate_due``). Time comes from ``clock`` (tests inject one).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from alerting.channels import Channel, Delivery
-from alerting.service import AlertingConfig, escalate_due, escalate_now
+from alerting.service import SYSTEM_ACTOR, AlertingConfig, escalate_due, escalate_now
+from alerting.visits import raise_overdue_visits
+from storage import alerts as alert_store
 from storage import outbox
 
 log = logging.getLogger(__name__)
@@ -38,6 +48,30 @@ def backoff(attempt: int, *, base_s: float = 1.0, cap_s: float = 60.0) -> timede
     return timedelta(seconds=min(cap_s, base_s * 2 ** (attempt - 1)))
 
 
+class Wakeup:
+    """A wake-up shared by several threads. A ``threading.Event`` cleared by one worker would swallow
+    the wake meant for another; a generation counter lets each worker see every ``set`` it missed."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def set(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """Block until a ``set`` after generation ``seen`` or ``timeout``; return the current generation."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._generation != seen, timeout)
+            return self._generation
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -48,6 +82,8 @@ class Dispatcher:
         poll_s: float = 0.2,
         clock: Clock = _utcnow,
         on_delivered: Callable[[int], None] | None = None,
+        workers: int = 1,
+        visit_check_every_s: float | None = 60.0,
     ) -> None:
         self._conninfo = conninfo
         self._channels = channels
@@ -55,38 +91,73 @@ class Dispatcher:
         self._poll_s = poll_s
         self._clock = clock
         self._on_delivered = on_delivered
-        self.wake = threading.Event()
+        self._workers = max(1, workers)
+        self._visit_check_every_s = visit_check_every_s
+        self._last_visit_check = float("-inf")
+        self.wake = Wakeup()
         self._stopping = threading.Event()
-        self._conn: psycopg.Connection | None = None
+        self._conns: dict[int, psycopg.Connection] = {}
 
     def stop(self) -> None:
         self._stopping.set()
         self.wake.set()
 
+    def close(self) -> None:
+        """Close the connections of ``run_once`` callers (``run`` closes its own on the way out)."""
+        for worker in list(self._conns):
+            self._close(worker)
+
     def run(self) -> None:
-        """Thread body: deliver and escalate until ``stop``; database trouble is retried, never fatal."""
+        """Thread body: run ``workers`` delivery loops until ``stop``; database trouble is retried."""
+        extra = [
+            threading.Thread(target=self._loop, args=(index,), name=f"dispatcher-{index}", daemon=True)
+            for index in range(1, self._workers)
+        ]
+        for thread in extra:
+            thread.start()
+        self._loop(0)
+        for thread in extra:
+            thread.join(timeout=10)
+
+    def _loop(self, worker: int) -> None:
+        seen = self.wake.generation
         while not self._stopping.is_set():
             try:
-                self.run_once()
+                self._run_worker(worker)
             except psycopg.Error as exc:
-                log.warning("dispatcher database error (%s); retrying", exc)
-                self._close()
+                log.warning("dispatcher worker %d database error (%s); retrying", worker, exc)
+                self._close(worker)
                 self._stopping.wait(1.0)
-            self.wake.wait(self._poll_s)
-            self.wake.clear()
-        self._close()
+            seen = self.wake.wait(seen, self._poll_s)
+        self._close(worker)
 
     def run_once(self) -> int:
         """Escalate what is due, then deliver every due notification; return deliveries attempted."""
-        conn = self._connection()
-        with conn.transaction():
-            escalated = escalate_due(conn, self._clock(), self._config)
-        if escalated:
-            log.info("escalated %d alert(s)", escalated)
+        return self._run_worker(0)
+
+    def _run_worker(self, worker: int) -> int:
+        conn = self._connection(worker)
+        if worker == 0:
+            self._housekeeping(conn)
         attempted = 0
         while not self._stopping.is_set() and self._deliver_one(conn):
             attempted += 1
         return attempted
+
+    def _housekeeping(self, conn: psycopg.Connection) -> None:
+        now = self._clock()
+        with conn.transaction():
+            escalated = escalate_due(conn, now, self._config)
+        if escalated:
+            log.info("escalated %d alert(s)", escalated)
+            self.wake.set()  # the other workers pick up the new notifications at once
+        every = self._visit_check_every_s
+        if every is not None and time.monotonic() - self._last_visit_check >= every:
+            self._last_visit_check = time.monotonic()
+            with conn.transaction():
+                raised = raise_overdue_visits(conn, now, self._config)
+            if raised:
+                log.info("raised %d overdue-visit task(s)", raised)
 
     def _deliver_one(self, conn: psycopg.Connection) -> bool:
         with conn.transaction():
@@ -106,30 +177,32 @@ class Dispatcher:
                         body={**due.body, "notification_id": due.notification_id},
                         webhook_url=due.webhook_url,
                         webhook_secret=due.webhook_secret,
+                        email=due.email,
+                        phone=due.phone,
                     )
                 )
                 ok, detail, permanent = result.ok, result.detail, result.permanent
             now = self._clock()
             outbox.record_attempt(conn, due.notification_id, attempt, now, ok, detail)
+            retry_at = now + backoff(
+                attempt,
+                base_s=self._config.retry_base.total_seconds(),
+                cap_s=self._config.retry_cap.total_seconds(),
+            )
             if ok:
                 outbox.mark_sent(conn, due.notification_id, attempt, now)
                 outbox.mark_alert_notified(conn, due.alert_id, now)
                 log.info(
-                    "alert %s: notification %s delivered to %s", due.alert_id, due.notification_id, due.caregiver_id
-                )
-            elif permanent or now + backoff(attempt) > due.deadline:
-                outbox.mark_dead(conn, due.notification_id, attempt, detail)
-                log.error(
-                    "alert %s: notification %s to %s is dead: %s",
+                    "alert %s: notification %s delivered to %s by %s",
                     due.alert_id,
                     due.notification_id,
                     due.caregiver_id,
-                    detail,
+                    due.channel,
                 )
-                if due.severity == "critical":
-                    escalate_now(conn, due.alert_id, now, f"delivery to {due.caregiver_id} failed", self._config)
+            elif permanent or retry_at > due.deadline:
+                self._dead(conn, due, attempt, detail, now)
             else:
-                outbox.mark_retry(conn, due.notification_id, attempt, now + backoff(attempt), detail)
+                outbox.mark_retry(conn, due.notification_id, attempt, retry_at, detail)
                 log.warning(
                     "alert %s: notification %s attempt %d failed: %s",
                     due.alert_id,
@@ -141,12 +214,46 @@ class Dispatcher:
             self._on_delivered(due.alert_id)
         return True
 
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
-        return self._conn
+    def _dead(
+        self, conn: psycopg.Connection, due: outbox.DueNotification, attempt: int, detail: str, now: datetime
+    ) -> None:
+        outbox.mark_dead(conn, due.notification_id, attempt, detail)
+        log.error(
+            "alert %s: notification %s to %s by %s is dead after %d attempt(s): %s",
+            due.alert_id,
+            due.notification_id,
+            due.caregiver_id,
+            due.channel,
+            attempt,
+            detail,
+        )
+        alert_store.add_timeline(
+            conn,
+            due.alert_id,
+            now,
+            SYSTEM_ACTOR,
+            "delivery_dead",
+            f"{due.channel} to {due.caregiver_id} after {attempt} attempt(s): {detail}",
+        )
+        if due.severity == "critical" and due.reason != "claimed_by_other":
+            escalate_now(
+                conn,
+                due.alert_id,
+                now,
+                f"delivery to {due.caregiver_id} failed",
+                self._config,
+                from_level=due.level,
+            )
+            self.wake.set()
 
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    def _connection(self, worker: int) -> psycopg.Connection:
+        conn = self._conns.get(worker)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+            self._conns[worker] = conn
+        return conn
+
+    def _close(self, worker: int) -> None:
+        conn = self._conns.pop(worker, None)
+        if conn is not None:
+            conn.close()

@@ -18,8 +18,9 @@ import psycopg
 
 from alerting.policy import DEFAULT_POLICY, EscalationPolicy
 from schemas.alerts import NotificationReason
+from schemas.care import WorkingHours
 from schemas.findings import Finding, FindingAction
-from schemas.kinds import Outcome, Severity
+from schemas.kinds import DeliveryChannel, Outcome, Severity
 from storage import alerts as store
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class AlertConflictError(AlertError):
 class AlertingConfig:
     policy: EscalationPolicy = DEFAULT_POLICY
     delivery_deadline: timedelta = timedelta(minutes=10)
+    # Retry backoff of the dispatcher: base * 2**(attempt-1), capped.
+    retry_base: timedelta = timedelta(seconds=1)
+    retry_cap: timedelta = timedelta(seconds=60)
 
 
 def apply_findings(
@@ -137,19 +141,35 @@ def _notify_step(
         store.add_timeline(conn, alert.alert_id, now, SYSTEM_ACTOR, "undeliverable", "no care-plan contact")
     sent_to = []
     for contact in recipients:
-        if contact.webhook_url is None:
+        channels, missing = _channels_of(contact)
+        for channel in missing:
             store.add_timeline(
                 conn,
                 alert.alert_id,
                 now,
                 SYSTEM_ACTOR,
                 "undeliverable",
-                f"caregiver {contact.caregiver_id} has no delivery channel",
+                f"caregiver {contact.caregiver_id} has no address for {channel}",
             )
+        if not channels:
+            if not missing:
+                store.add_timeline(
+                    conn,
+                    alert.alert_id,
+                    now,
+                    SYSTEM_ACTOR,
+                    "undeliverable",
+                    f"caregiver {contact.caregiver_id} has no delivery channel",
+                )
             continue
-        key = f"alert-{alert.alert_id}-{reason.value}-{level}-{alert.severity}-{contact.caregiver_id}"
-        _enqueue(conn, alert, contact.caregiver_id, key, reason, level, now, config)
-        sent_to.append(contact.caregiver_id)
+        hours = WorkingHours.model_validate(contact.working_hours) if contact.working_hours else None
+        not_before = policy.not_before(severity, now, contact.timezone, hours)
+        for channel in channels:
+            key = f"alert-{alert.alert_id}-{reason.value}-{level}-{alert.severity}-{contact.caregiver_id}"
+            _enqueue(conn, alert, contact.caregiver_id, channel, key, reason, level, now, config, not_before)
+        sent_to.append(
+            contact.caregiver_id if not_before == now else f"{contact.caregiver_id} (from {not_before:%H:%MZ})"
+        )
     if sent_to:
         store.add_timeline(
             conn,
@@ -162,16 +182,39 @@ def _notify_step(
     store.set_escalation(conn, alert.alert_id, level, policy.next_due(severity, level, now))
 
 
+def _has_address(contact: store.Contact, channel: str) -> bool:
+    if channel == DeliveryChannel.WEBHOOK.value:
+        return bool(contact.webhook_url)
+    if channel == DeliveryChannel.EMAIL.value:
+        return bool(contact.email)
+    if channel == DeliveryChannel.SMS.value:
+        return bool(contact.phone)
+    return channel == DeliveryChannel.APP.value  # the app topic is named after the caregiver
+
+
+def _channels_of(contact: store.Contact) -> tuple[list[str], list[str]]:
+    """(channels to use, channels asked for that lack an address) for one contact."""
+    if contact.channels is None:
+        return (["webhook"] if contact.webhook_url else []), []
+    usable = [channel for channel in contact.channels if _has_address(contact, channel)]
+    return usable, [channel for channel in contact.channels if channel not in usable]
+
+
 def _enqueue(
     conn: psycopg.Connection,
     alert: store.AlertRow,
     caregiver_id: str,
+    channel: str,
     key: str,
     reason: NotificationReason,
     level: int,
     now: datetime,
     config: AlertingConfig,
+    not_before: datetime | None = None,
 ) -> None:
+    # The webhook keeps the foundation's key; other channels get their own so each is counted once.
+    if channel != DeliveryChannel.WEBHOOK.value:
+        key = f"{key}-{channel}"
     body = {
         "idempotency_key": key,
         "reason": reason.value,
@@ -186,15 +229,19 @@ def _enqueue(
         "escalation_level": level,
         "claimed_by": alert.claimed_by,
     }
+    start = not_before or now
     store.enqueue_notification(
         conn,
         alert_id=alert.alert_id,
         caregiver_id=caregiver_id,
-        channel="webhook",
+        channel=channel,
         idempotency_key=key,
         body=body,
         now=now,
-        deadline=now + config.delivery_deadline,
+        deadline=start + config.delivery_deadline,
+        not_before=start,
+        level=level,
+        reason=reason.value,
     )
 
 
@@ -214,10 +261,30 @@ def escalate_due(conn: psycopg.Connection, now: datetime, config: AlertingConfig
     return len(due)
 
 
-def escalate_now(conn: psycopg.Connection, alert_id: int, now: datetime, why: str, config: AlertingConfig) -> None:
-    """Skip the wait (e.g. a critical alert's delivery died): notify the next step at once."""
+def escalate_now(
+    conn: psycopg.Connection,
+    alert_id: int,
+    now: datetime,
+    why: str,
+    config: AlertingConfig,
+    *,
+    from_level: int | None = None,
+) -> None:
+    """Skip the wait (e.g. a critical alert's delivery died): notify the next step at once.
+
+    ``from_level``: only if the alert is still at that step (a late failure of an earlier step's
+    delivery must not skip a step that is already being notified).
+    """
     alert = store.lock_alert(conn, alert_id)
     if alert is None or alert.status not in {"open", "notified"}:
+        return
+    if from_level is not None and alert.escalation_level != from_level:
+        store.add_timeline(conn, alert_id, now, SYSTEM_ACTOR, "note", f"{why} (step {from_level} already passed)")
+        return
+    if config.policy.step(Severity(alert.severity), alert.escalation_level) is None:
+        # Already past the last step (everyone in the plan was told): a further death or decline must
+        # not loop; operators see it in the timeline and in the dead-deliveries list.
+        store.add_timeline(conn, alert_id, now, SYSTEM_ACTOR, "escalation_exhausted", why)
         return
     store.add_timeline(conn, alert_id, now, SYSTEM_ACTOR, "escalated", why)
     _notify_step(conn, alert, alert.escalation_level + 1, NotificationReason.ESCALATED, now, config)
@@ -240,19 +307,41 @@ def claim_alert(
     store.add_timeline(conn, alert_id, now, caregiver_id, "claimed")
     claimed = store.lock_alert(conn, alert_id)
     assert claimed is not None  # noqa: S101 - locked above in this transaction
-    for other in store.notified_caregivers(conn, alert_id):
+    for other, channel in store.notified_channels(conn, alert_id):
         if other != caregiver_id:
             key = f"alert-{alert_id}-claimed-{other}"
             _enqueue(
                 conn,
                 claimed,
                 other,
+                channel,
                 key,
                 NotificationReason.CLAIMED_BY_OTHER,
                 claimed.escalation_level,
                 now,
                 config,
             )
+
+
+def decline_alert(
+    conn: psycopg.Connection, alert_id: int, caregiver_id: str, note: str, now: datetime, config: AlertingConfig
+) -> bool:
+    """A caregiver cannot take the alert. When everyone asked at the current step has declined, the
+    next step is notified at once instead of waiting out the timer. Returns True if that happened."""
+    alert = store.lock_alert(conn, alert_id)
+    if alert is None:
+        raise AlertNotFoundError(alert_id, f"alert {alert_id} does not exist")
+    if alert.status not in {"open", "notified"}:
+        raise AlertConflictError(alert_id, f"alert {alert_id} is {alert.status}; nothing to decline")
+    level = alert.escalation_level
+    if not store.add_decline(conn, alert_id, caregiver_id, level, now, note):
+        return False
+    store.add_timeline(conn, alert_id, now, caregiver_id, "declined", note or f"at step {level}")
+    asked = set(store.notified_caregivers(conn, alert_id, level))
+    if asked and asked <= store.declined_caregivers(conn, alert_id, level):
+        escalate_now(conn, alert_id, now, f"everyone at step {level} declined", config)
+        return True
+    return False
 
 
 def resolve_alert(

@@ -86,3 +86,60 @@ class AlertResolve(BaseModel):
     actor: str = Field(min_length=1, max_length=64)
     outcome: Outcome
     note: str = Field(default="", max_length=2000)
+
+
+class AlertDecline(BaseModel):
+    """A caregiver says "I cannot take this one": once everyone asked at a step declines, it escalates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    caregiver_id: str = Field(min_length=1, max_length=64)
+    note: str = Field(default="", max_length=500)
+
+
+class ReplyAction(StrEnum):
+    CLAIM = "claim"
+    DECLINE = "decline"
+
+
+class AppReply(BaseModel):
+    """A caregiver app's reply on ``{root}/app/{caregiver_id}/replies``; the topic names the caregiver."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert_id: int = Field(ge=1)
+    action: ReplyAction
+    note: str = Field(default="", max_length=500)
+
+
+class DeliveryAttemptPublic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int
+    at: datetime
+    ok: bool
+    detail: str
+
+
+class NotificationPublic(BaseModel):
+    """One outbox row: what was (or could not be) sent to whom, with every attempt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    notification_id: int
+    alert_id: int
+    household_id: str
+    severity: Severity
+    caregiver_id: str
+    channel: str
+    reason: str
+    level: int | None
+    idempotency_key: str
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    deadline: datetime
+    sent_at: datetime | None
+    last_error: str | None
+    attempt_log: list[DeliveryAttemptPublic] = Field(default_factory=list)

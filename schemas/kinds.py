@@ -58,6 +58,8 @@ class AlertKind(StrEnum):
     DEVICE_OFFLINE = "device_offline"
     SERVICE_REQUEST = "service_request"
     MAINTENANCE = "maintenance"
+    # A reminder task for the care team: the resident's home visit is overdue (raised by alerting).
+    VISIT_OVERDUE = "visit_overdue"
 
 
 DEFAULT_SEVERITY: dict[AlertKind, Severity] = {
@@ -70,6 +72,7 @@ DEFAULT_SEVERITY: dict[AlertKind, Severity] = {
     AlertKind.DEVICE_OFFLINE: Severity.NORMAL,
     AlertKind.SERVICE_REQUEST: Severity.NORMAL,
     AlertKind.MAINTENANCE: Severity.LOW,
+    AlertKind.VISIT_OVERDUE: Severity.NORMAL,
 }
 
 
@@ -96,6 +99,19 @@ class CareRole(StrEnum):
     COMMITTEE_STAFF = "committee_staff"
     SOCIAL_WORKER = "social_worker"
     SUPERVISOR = "supervisor"
+
+
+class DeliveryChannel(StrEnum):
+    """How a notification reaches a caregiver (``notifications.channel``)."""
+
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+    SMS = "sms"
+    APP = "app"
+
+
+# Roles that see residents' medical notes unless a care-plan contact says otherwise.
+MEDICAL_NOTES_ROLES: frozenset[CareRole] = frozenset({CareRole.FAMILY, CareRole.SOCIAL_WORKER, CareRole.SUPERVISOR})
 
 
 class RejectReason(StrEnum):

@@ -118,23 +118,76 @@ class Contact:
     role: str
     tier: int
     webhook_url: str | None
+    email: str = ""
+    phone: str = ""
+    # None: the webhook if there is one (the foundation's behaviour before channels were configurable).
+    channels: tuple[str, ...] | None = None
+    working_hours: dict[str, Any] | None = None
+    timezone: str = "Asia/Shanghai"
 
 
 def contacts(conn: psycopg.Connection, household_id: str, tiers: Iterable[int]) -> list[Contact]:
+    """The care-plan contacts of ``tiers``, in tier then plan order."""
     rows = conn.execute(
-        "SELECT c.caregiver_id, p.role, p.tier, c.webhook_url FROM care_plan_contacts p"
-        " JOIN caregivers c USING (caregiver_id) WHERE p.household_id = %s AND p.tier = ANY(%s)"
-        " ORDER BY p.tier, c.caregiver_id",
+        "SELECT c.caregiver_id, p.role, p.tier, c.webhook_url, c.email, c.phone, p.channels, p.working_hours,"
+        " h.timezone FROM care_plan_contacts p JOIN caregivers c USING (caregiver_id)"
+        " JOIN households h USING (household_id) WHERE p.household_id = %s AND p.tier = ANY(%s)"
+        " ORDER BY p.tier, p.position, c.caregiver_id",
         (household_id, list(tiers)),
     ).fetchall()
-    return [Contact(*row) for row in rows]
+    return [
+        Contact(
+            caregiver_id=row[0],
+            role=row[1],
+            tier=row[2],
+            webhook_url=row[3],
+            email=row[4],
+            phone=row[5],
+            channels=tuple(row[6]) if row[6] is not None else None,
+            working_hours=row[7],
+            timezone=row[8],
+        )
+        for row in rows
+    ]
 
 
-def notified_caregivers(conn: psycopg.Connection, alert_id: int) -> list[str]:
+def notified_caregivers(conn: psycopg.Connection, alert_id: int, level: int | None = None) -> list[str]:
+    """Caregivers asked to act on the alert (claim notices excluded), at ``level`` or at any step."""
     rows = conn.execute(
-        "SELECT DISTINCT caregiver_id FROM notifications WHERE alert_id = %s ORDER BY 1", (alert_id,)
+        "SELECT DISTINCT caregiver_id FROM notifications WHERE alert_id = %s AND reason <> 'claimed_by_other'"
+        " AND (%s::int IS NULL OR level = %s) ORDER BY 1",
+        (alert_id, level, level),
     ).fetchall()
     return [row[0] for row in rows]
+
+
+def notified_channels(conn: psycopg.Connection, alert_id: int) -> list[tuple[str, str]]:
+    """(caregiver, channel) pairs that were asked to act on the alert: where to send a claim notice."""
+    rows = conn.execute(
+        "SELECT DISTINCT caregiver_id, channel FROM notifications WHERE alert_id = %s"
+        " AND reason <> 'claimed_by_other' ORDER BY 1, 2",
+        (alert_id,),
+    ).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
+def add_decline(
+    conn: psycopg.Connection, alert_id: int, caregiver_id: str, level: int, at: datetime, note: str
+) -> bool:
+    """Record a decline at a step; False if this caregiver had already declined at it."""
+    row = conn.execute(
+        "INSERT INTO alert_declines (alert_id, caregiver_id, level, at, note) VALUES (%s, %s, %s, %s, %s)"
+        " ON CONFLICT DO NOTHING RETURNING alert_id",
+        (alert_id, caregiver_id, level, at, note[:500]),
+    ).fetchone()
+    return row is not None
+
+
+def declined_caregivers(conn: psycopg.Connection, alert_id: int, level: int) -> set[str]:
+    rows = conn.execute(
+        "SELECT caregiver_id FROM alert_declines WHERE alert_id = %s AND level = %s", (alert_id, level)
+    ).fetchall()
+    return {row[0] for row in rows}
 
 
 def enqueue_notification(
@@ -147,13 +200,27 @@ def enqueue_notification(
     body: dict[str, Any],
     now: datetime,
     deadline: datetime,
+    not_before: datetime | None = None,
+    level: int | None = None,
+    reason: str = "new",
 ) -> int | None:
-    """Add an outbox row; None if that idempotency key was already enqueued."""
+    """Add an outbox row, due at ``not_before`` (default ``now``); None if that key was already enqueued."""
     row = conn.execute(
         "INSERT INTO notifications (alert_id, caregiver_id, channel, idempotency_key, body, created_at,"
-        " next_attempt_at, deadline) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " next_attempt_at, deadline, level, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (idempotency_key) DO NOTHING RETURNING notification_id",
-        (alert_id, caregiver_id, channel, idempotency_key, Jsonb(body), now, now, deadline),
+        (
+            alert_id,
+            caregiver_id,
+            channel,
+            idempotency_key,
+            Jsonb(body),
+            now,
+            not_before or now,
+            deadline,
+            level,
+            reason,
+        ),
     ).fetchone()
     return row[0] if row else None
 
@@ -215,3 +282,13 @@ def timeline(conn: psycopg.Connection, alert_id: int) -> list[dict[str, Any]]:
             "SELECT at, actor, action, detail FROM alert_events WHERE alert_id = %s ORDER BY alert_event_id",
             (alert_id,),
         ).fetchall()
+
+
+def on_care_plan(conn: psycopg.Connection, alert_id: int, caregiver_id: str) -> bool:
+    """True if the caregiver is a contact of the alert's household (may claim or decline it)."""
+    row = conn.execute(
+        "SELECT 1 FROM alerts a JOIN care_plan_contacts p USING (household_id)"
+        " WHERE a.alert_id = %s AND p.caregiver_id = %s",
+        (alert_id, caregiver_id),
+    ).fetchone()
+    return row is not None

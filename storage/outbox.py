@@ -1,4 +1,5 @@
-"""The notification outbox as the dispatcher sees it: claim one due row, record the attempt."""
+"""The notification outbox as the dispatcher sees it (claim one due row, record the attempt) and as
+operators see it (dead deliveries, every attempt of an alert's notifications)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +24,17 @@ class DueNotification:
     severity: str
     webhook_url: str | None
     webhook_secret: str | None
+    email: str
+    phone: str
+    level: int | None
+    reason: str
 
 
 def lock_next_due(conn: psycopg.Connection, now: datetime) -> DueNotification | None:
     """Lock one due pending notification, skipping rows other dispatchers hold (no double-sending)."""
     row = conn.execute(
         "SELECT n.notification_id, n.alert_id, n.caregiver_id, n.channel, n.idempotency_key, n.body,"
-        " n.attempts, n.deadline, a.severity, c.webhook_url, c.webhook_secret"
+        " n.attempts, n.deadline, a.severity, c.webhook_url, c.webhook_secret, c.email, c.phone, n.level, n.reason"
         " FROM notifications n JOIN alerts a USING (alert_id) JOIN caregivers c USING (caregiver_id)"
         " WHERE n.status = 'pending' AND n.next_attempt_at <= %s"
         " ORDER BY n.next_attempt_at LIMIT 1 FOR UPDATE OF n SKIP LOCKED",
@@ -81,3 +87,56 @@ def mark_alert_notified(conn: psycopg.Connection, alert_id: int, at: datetime) -
 def pending_count(conn: psycopg.Connection) -> int:
     row = conn.execute("SELECT count(*) FROM notifications WHERE status = 'pending'").fetchone()
     return int(row[0]) if row else 0
+
+
+_NOTIFICATION_COLUMNS = (
+    "n.notification_id, n.alert_id, a.household_id, a.severity, n.caregiver_id, n.channel, n.reason, n.level,"
+    " n.idempotency_key, n.status, n.attempts, n.created_at, n.next_attempt_at, n.deadline, n.sent_at, n.last_error"
+)
+
+
+def _with_attempts(cur: psycopg.Cursor[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = [row["notification_id"] for row in rows]
+    attempts: dict[int, list[dict[str, Any]]] = {notification_id: [] for notification_id in ids}
+    for attempt in cur.execute(
+        "SELECT notification_id, attempt, at, ok, detail FROM delivery_attempts WHERE notification_id = ANY(%s)"
+        " ORDER BY notification_id, attempt",
+        (ids,),
+    ).fetchall():
+        attempts[attempt.pop("notification_id")].append(attempt)
+    for row in rows:
+        row["attempt_log"] = attempts[row["notification_id"]]
+    return rows
+
+
+def list_dead(
+    conn: psycopg.Connection,
+    *,
+    severity: str | None = None,
+    district: str | None = None,
+    before_id: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Dead deliveries, newest first, with their attempts: what operators must follow up by hand."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications n JOIN alerts a USING (alert_id)"
+            " JOIN households h ON h.household_id = a.household_id"
+            " WHERE n.status = 'dead' AND (%(severity)s::text IS NULL OR a.severity = %(severity)s)"
+            " AND (%(district)s::text IS NULL OR h.district = %(district)s)"
+            " AND (%(before)s::bigint IS NULL OR n.notification_id < %(before)s)"
+            " ORDER BY n.notification_id DESC LIMIT %(limit)s",
+            {"severity": severity, "district": district, "before": before_id, "limit": limit},
+        ).fetchall()
+        return _with_attempts(cur, rows)
+
+
+def list_for_alert(conn: psycopg.Connection, alert_id: int) -> list[dict[str, Any]]:
+    """Every notification of one alert, oldest first, with every attempt."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications n JOIN alerts a USING (alert_id)"
+            " WHERE n.alert_id = %s ORDER BY n.notification_id",
+            (alert_id,),
+        ).fetchall()
+        return _with_attempts(cur, rows)

@@ -1,0 +1,99 @@
+"""Building the alerting side from configuration: the config object, the channels, the reply listener.
+
+Kept out of ``carewatch.runtime`` so the composition root stays a list of stages, and out of the pure
+modules so they never see settings. Channels without configuration are simply absent: a notification
+for them dies at once as "no channel configured" and shows up in the dead-deliveries list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from alerting.app import AppChannel, AppReplyListener
+from alerting.channels import Channel, WebhookChannel
+from alerting.email import EmailChannel
+from alerting.policy import policy_from_config
+from alerting.render import DEFAULT_SMS_TEMPLATE
+from alerting.service import AlertingConfig
+from alerting.sms import SmsChannel
+
+
+def alerting_config(
+    *,
+    delivery_deadline_s: float,
+    escalation_policy: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    quiet_hours: str | None = "22:00-07:00",
+    retry_base_s: float = 1.0,
+    retry_cap_s: float = 60.0,
+) -> AlertingConfig:
+    """Raises ``alerting.policy.PolicyError`` for a bad policy: fail at start-up, not at the first alert."""
+    return AlertingConfig(
+        policy=policy_from_config(escalation_policy, quiet_hours=quiet_hours),
+        delivery_deadline=timedelta(seconds=delivery_deadline_s),
+        retry_base=timedelta(seconds=retry_base_s),
+        retry_cap=timedelta(seconds=retry_cap_s),
+    )
+
+
+def build_channels(
+    *,
+    delivery_timeout_s: float,
+    mqtt_url: str | None = None,
+    topic_root: str = "care/v1",
+    app_channel: bool = True,
+    smtp_host: str | None = None,
+    smtp_port: int = 25,
+    smtp_from: str = "carewatch@localhost",
+    smtp_username: str | None = None,
+    smtp_password: str | None = None,
+    smtp_starttls: bool = False,
+    sms_gateway_url: str | None = None,
+    sms_gateway_token: str | None = None,
+    sms_template: str | None = None,
+) -> dict[str, Channel]:
+    channels: dict[str, Channel] = {"webhook": WebhookChannel(timeout_s=delivery_timeout_s)}
+    if smtp_host:
+        channels["email"] = EmailChannel(
+            host=smtp_host,
+            port=smtp_port,
+            sender=smtp_from,
+            username=smtp_username,
+            password=smtp_password,
+            starttls=smtp_starttls,
+            timeout_s=delivery_timeout_s,
+        )
+    if sms_gateway_url:
+        channels["sms"] = SmsChannel(
+            gateway_url=sms_gateway_url,
+            template=sms_template or DEFAULT_SMS_TEMPLATE,
+            token=sms_gateway_token,
+            timeout_s=delivery_timeout_s,
+        )
+    if app_channel and mqtt_url:
+        channels["app"] = AppChannel(mqtt_url=mqtt_url, topic_root=topic_root, timeout_s=delivery_timeout_s)
+    return channels
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def reply_listener(
+    *,
+    mqtt_url: str,
+    topic_root: str,
+    conninfo: str,
+    config: AlertingConfig,
+    on_changed: Callable[[int], None],
+    clock: Callable[[], datetime] = _utcnow,
+) -> AppReplyListener:
+    return AppReplyListener(
+        mqtt_url=mqtt_url,
+        topic_root=topic_root,
+        conninfo=conninfo,
+        config=config,
+        clock=clock,
+        on_changed=on_changed,
+    )
