@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+log = logging.getLogger(__name__)
+
 PROBLEM_JSON = "application/problem+json"
 
 
 class ProblemError(HTTPException):
-    def __init__(self, status: int, title: str, detail: str = "") -> None:
-        super().__init__(status_code=status, detail=detail)
+    def __init__(self, status: int, title: str, detail: str = "", headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status, detail=detail, headers=headers)
         self.title = title
 
 
-def problem(status: int, title: str, detail: str = "", **extra: object) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str = "", headers: dict[str, str] | None = None, **extra: object
+) -> JSONResponse:
     body: dict[str, object] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         body["detail"] = detail
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -29,7 +36,7 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         title = exc.title if isinstance(exc, ProblemError) else _TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else ""
-        return problem(exc.status_code, title, detail)
+        return problem(exc.status_code, title, detail, headers=dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -39,6 +46,17 @@ def install(app: FastAPI) -> None:
         ]
         return problem(422, "Invalid request", "the request does not match the schema", errors=errors)
 
+    @app.exception_handler(psycopg.DataError)
+    async def _bad_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # A value the database cannot hold (NUL bytes in text, a number out of range): the client's input.
+        return problem(422, "Invalid request", f"a value is not acceptable: {type(exc).__name__}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log (ids only in messages); the client gets the same shape as always.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal error", "the server could not complete the request")
+
 
 _TITLES = {
     400: "Bad request",
@@ -47,5 +65,6 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    410: "Gone",
     422: "Invalid request",
 }

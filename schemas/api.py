@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
@@ -119,3 +120,127 @@ T = TypeVar("T")
 class Page(_Body, Generic[T]):
     items: list[T]
     next_cursor: str | None = None
+
+
+# --- Monitoring API (issue 7): roles, tokens, residents, devices' credentials, readings, fleet, audit ---
+
+
+class ApiRole(StrEnum):
+    """Who holds an API token. Operators are bound to a district, caregivers to their care plans."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    CAREGIVER = "caregiver"
+    DEVICE_PROVISIONER = "device_provisioner"
+
+
+class TokenCreate(_Body):
+    role: ApiRole
+    subject: Identifier
+    district: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class TokenIssued(_Body):
+    token_id: str
+    role: ApiRole
+    subject: str
+    district: str | None
+    # Shown once; only its SHA-256 is stored.
+    token: str
+
+
+class WhoAmI(_Body):
+    token_id: str
+    role: ApiRole
+    subject: str
+    district: str | None
+
+
+class ResidentDetail(_Body):
+    resident_id: str
+    household_id: str
+    name: str
+    birth_year: int | None
+    # None when the caller's role may not read medical notes (see docs/api.md).
+    medical_notes: str | None
+    medical_notes_visible: bool
+
+
+class DeviceProvisioned(DevicePublic):
+    """A new device and its MQTT login; the password is returned here once and never again."""
+
+    mqtt_username: str
+    mqtt_password: str
+
+
+class ReadingPublic(_Body):
+    ts: datetime
+    register_l: float
+    received_at: datetime
+
+
+class ReadingBucket(_Body):
+    bucket: datetime
+    # Litres used in the bucket: sum of positive register differences (a register reset counts as 0).
+    consumption_l: float
+    samples: int
+    register_last: float | None
+
+
+class ReadingSeries(_Body):
+    device_id: str
+    resolution: str
+    source: str
+    buckets: list[ReadingBucket]
+
+
+class UsageBandPoint(_Body):
+    hour_of_day: int
+    p10_l: float
+    p50_l: float
+    p90_l: float
+
+
+class FleetDevice(_Body):
+    device_id: str
+    device_type: DeviceType
+    household_id: str
+    problems: list[str]
+    last_seen_at: datetime | None
+    online: bool | None
+    battery_pct: int | None
+    last_reading_at: datetime | None
+    seq_gaps_24h: int
+
+
+class FleetHealth(_Body):
+    devices_total: int
+    offline: int
+    low_battery: int
+    silent_meters: int
+    with_seq_gaps: int
+    problem_devices: list[FleetDevice]
+
+
+class AuditEntry(_Body):
+    audit_id: int
+    at: datetime
+    token_id: str
+    role: str
+    subject: str
+    action: str
+    resource: str
+    resource_id: str
+    client: str
+    detail: str
+
+
+class ReadyCheck(_Body):
+    name: str
+    ok: bool
+    detail: str
+
+
+class Readiness(_Body):
+    ready: bool
+    checks: list[ReadyCheck]

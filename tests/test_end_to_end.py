@@ -14,9 +14,10 @@ import httpx
 import psycopg
 import pytest
 
+from api.auth import create_token
 from carewatch.runtime import Pipeline
 from carewatch.webhook_receiver import WebhookReceiver
-from tests.support import payload, publish_raw, running_pipeline, pipeline_settings, wait_until
+from tests.support import payload, pipeline_settings, publish_raw, running_pipeline, wait_until
 
 pytestmark = pytest.mark.services
 
@@ -42,8 +43,11 @@ def pipeline(mqtt_url: str, database_url: str, topic_root_module: str) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def api(pipeline: Pipeline, receiver: WebhookReceiver) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=pipeline.api_url + "/api/v1", timeout=10) as client:
+def api(pipeline: Pipeline, receiver: WebhookReceiver, database_url: str) -> Iterator[httpx.Client]:
+    with psycopg.connect(database_url) as conn:  # the API needs a token (issue 7): an admin's, minted directly
+        token = create_token(conn, "admin", "e2e-admin")
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=pipeline.api_url + "/api/v1", timeout=10, headers=headers) as client:
         wait_until(lambda: _healthy(pipeline.api_url), timeout=15)
         assert (
             client.post(

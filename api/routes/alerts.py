@@ -1,88 +1,135 @@
-"""Alerts: list and filter, the timeline, claim (acknowledge) and resolve with an outcome."""
+"""Alerts: list and filter, the timeline, claim (acknowledge) and resolve with an outcome.
+
+Scoped like every read: operators see their district, caregivers their care plans' households (any other
+alert is a 404). A caregiver claims and resolves as themselves; staff may claim on behalf of a caregiver
+who accepted by phone and resolve naming who dealt with it. Every view and change is audited.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+import psycopg
+from fastapi import APIRouter, Path, Query
 
 from alerting.service import AlertConflictError, AlertNotFoundError, claim_alert, resolve_alert
+from api.audit import Audit
+from api.auth import Principal, Reader
 from api.deps import Connection, Context
 from api.problems import ProblemError
 from schemas.alerts import AlertClaim, AlertEventPublic, AlertPublic, AlertResolve
-from schemas.api import Page
+from schemas.api import ApiRole, Page
 from schemas.kinds import AlertKind, AlertStatus, Severity
+from storage import alert_views, registry
 from storage import alerts as store
-from storage import registry
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+
+AlertIdPath = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+class Order(StrEnum):
+    NEWEST = "newest"
+    OLDEST = "oldest"
 
 
 @router.get("")
 def list_alerts(
     conn: Connection,
+    principal: Reader,
+    audit: Audit,
     household_id: str | None = None,
+    district: str | None = None,
     status: Annotated[list[AlertStatus] | None, Query()] = None,
-    kind: AlertKind | None = None,
-    severity: Severity | None = None,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    kind: Annotated[list[AlertKind] | None, Query()] = None,
+    severity: Annotated[list[Severity] | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="opened at or after (with UTC offset)")] = None,
+    until: Annotated[datetime | None, Query(description="opened before (with UTC offset)")] = None,
+    order: Order = Order.NEWEST,
+    cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[AlertPublic]:
-    rows = store.list_alerts(
-        conn,
+    """Keyset pages by ``alert_id``: pass the previous page's ``next_cursor`` as ``cursor``."""
+    for moment in (since, until):
+        if moment is not None and moment.tzinfo is None:
+            raise ProblemError(422, "Invalid request", "since and until need a UTC offset")
+    flt = alert_views.AlertFilter(
+        statuses=tuple(s.value for s in status or ()),
+        severities=tuple(s.value for s in severity or ()),
+        kinds=tuple(k.value for k in kind or ()),
         household_id=household_id,
-        statuses=[s.value for s in status] if status else None,
-        kind=kind.value if kind else None,
-        severity=severity.value if severity else None,
-        before_id=cursor,
-        limit=limit,
+        district=district,
+        since=since,
+        until=until,
+    )
+    rows = alert_views.list_alerts(
+        conn, principal.scope, flt, cursor=cursor, newest_first=order is Order.NEWEST, limit=limit
     )
     items = [AlertPublic.model_validate(row) for row in rows]
+    audit("list", "alert", detail=",".join(str(item.alert_id) for item in items)[:500])
     return Page(items=items, next_cursor=str(items[-1].alert_id) if len(items) == limit else None)
 
 
-def _alert_or_404(conn: Connection, alert_id: int) -> AlertPublic:
-    row = store.get_alert(conn, alert_id)
+def alert_or_404(conn: psycopg.Connection, principal: Principal, alert_id: int) -> AlertPublic:
+    row = alert_views.get_alert(conn, principal.scope, alert_id)
     if row is None:
         raise ProblemError(404, "Not found", f"alert {alert_id} not found")
     return AlertPublic.model_validate(row)
 
 
 @router.get("/{alert_id}")
-def get_alert(alert_id: int, conn: Connection) -> AlertPublic:
-    return _alert_or_404(conn, alert_id)
+def get_alert(alert_id: AlertIdPath, conn: Connection, principal: Reader, audit: Audit) -> AlertPublic:
+    alert = alert_or_404(conn, principal, alert_id)
+    audit("view", "alert", alert_id)
+    return alert
 
 
 @router.get("/{alert_id}/timeline")
-def get_timeline(alert_id: int, conn: Connection) -> list[AlertEventPublic]:
-    _alert_or_404(conn, alert_id)
+def get_timeline(alert_id: AlertIdPath, conn: Connection, principal: Reader, audit: Audit) -> list[AlertEventPublic]:
+    alert_or_404(conn, principal, alert_id)
+    audit("view", "alert_timeline", alert_id)
     return [AlertEventPublic.model_validate(row) for row in store.timeline(conn, alert_id)]
 
 
 @router.post("/{alert_id}/claim")
-def claim(alert_id: int, body: AlertClaim, conn: Connection, context: Context) -> AlertPublic:
+def claim(
+    alert_id: AlertIdPath, body: AlertClaim, conn: Connection, context: Context, principal: Reader, audit: Audit
+) -> AlertPublic:
     """Acknowledge the alert: the first caregiver to claim owns it and escalation stops."""
+    alert_or_404(conn, principal, alert_id)
+    if principal.role is ApiRole.CAREGIVER and body.caregiver_id != principal.subject:
+        raise ProblemError(403, "Forbidden", "a caregiver claims alerts as themselves")
     if not registry.caregiver_exists(conn, body.caregiver_id):
         raise ProblemError(422, "Invalid request", f"caregiver {body.caregiver_id} not found")
     try:
         with conn.transaction():
             claim_alert(conn, alert_id, body.caregiver_id, context.clock(), context.alerting)
+            audit("claim", "alert", alert_id, detail=f"for caregiver {body.caregiver_id}")
     except AlertNotFoundError as exc:
         raise ProblemError(404, "Not found", str(exc)) from exc
     except AlertConflictError as exc:
         raise ProblemError(409, "Conflict", str(exc)) from exc
     context.on_alert_changed(alert_id)
-    return _alert_or_404(conn, alert_id)
+    return alert_or_404(conn, principal, alert_id)
 
 
 @router.post("/{alert_id}/resolve")
-def resolve(alert_id: int, body: AlertResolve, conn: Connection, context: Context) -> AlertPublic:
+def resolve(
+    alert_id: AlertIdPath, body: AlertResolve, conn: Connection, context: Context, principal: Reader, audit: Audit
+) -> AlertPublic:
+    """Close the alert with its outcome. A caregiver is recorded as the actor whatever ``actor`` says."""
+    alert_or_404(conn, principal, alert_id)
+    actor = principal.subject if principal.role is ApiRole.CAREGIVER else body.actor
     try:
         with conn.transaction():
-            resolve_alert(conn, alert_id, body.actor, body.outcome, body.note, context.clock())
+            resolve_alert(conn, alert_id, actor, body.outcome, body.note, context.clock())
+            audit("resolve", "alert", alert_id, detail=f"outcome {body.outcome.value} by {actor}")
     except AlertNotFoundError as exc:
         raise ProblemError(404, "Not found", str(exc)) from exc
     except AlertConflictError as exc:
         raise ProblemError(409, "Conflict", str(exc)) from exc
     context.on_alert_changed(alert_id)
-    return _alert_or_404(conn, alert_id)
+    return alert_or_404(conn, principal, alert_id)
