@@ -1,0 +1,324 @@
+"""The one publishing shell: paho-mqtt, QoS 1, driven from the caller's thread.
+
+Two modes:
+- ``SharedPublisher`` (connection sharing, for load): a few connections carry every device's
+  messages; a device always uses the same connection so its messages stay in order. This is how one
+  process drives 100,000 devices. Last Wills cannot be per device on a shared connection, so the
+  simulator publishes each device's "will" status itself when the device falls silent.
+- ``DevicePublisher`` (one connection per device, for small fleets): each device connects with its own
+  client id and registers its Last Will (retained ``status`` with ``online: false``). When the stream
+  says a device falls silent, its socket is cut without DISCONNECT so the broker itself publishes the
+  will; the device reconnects (with a fresh will) when it next has something to send.
+
+No network thread: paho's ``loop_read``/``loop_write``/``loop_misc`` are called from ``poll`` with a
+``selectors`` wait. That avoids the GIL ping-pong of ``loop_start`` and lets ``publish`` write straight
+to the socket. Back-pressure: paho numbers QoS 1 messages with 16-bit ids, so more than 65,535
+unacknowledged messages on one connection would collide; each connection is bounded to
+``max_in_flight`` (default 20,000) unacknowledged messages and ``publish`` waits for PUBACKs past it.
+
+Errors: ``PublishError`` (a connection refused or lost; ``client_id`` and ``reason`` attributes).
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import ssl
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from simulator import payloads
+from simulator.devices import SimDevice
+from simulator.payloads import SimMessage
+
+logger = logging.getLogger(__name__)
+_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
+
+
+class PublishError(RuntimeError):
+    """The broker refused or dropped a connection."""
+
+    def __init__(self, client_id: str, reason: str) -> None:
+        super().__init__(f"MQTT client {client_id}: {reason}")
+        self.client_id = client_id
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTarget:
+    """Where to publish: host, port, credentials and TLS settings."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_insecure: bool = False
+    keepalive_s: int = 60
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> MqttTarget:
+        """``mqtt://user:pass@host:port`` (``mqtts://`` for TLS; default ports 1883/8883)."""
+        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+        if parts.scheme not in _SCHEMES:
+            raise ValueError(f"unsupported MQTT URL scheme {parts.scheme!r} (use mqtt:// or mqtts://)")
+        tls = _SCHEMES[parts.scheme]
+        target = cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+        return replace(target, **{k: v for k, v in overrides.items() if v is not None})
+
+    def client(self, client_id: str) -> mqtt.Client:
+        """A configured, unconnected paho client (MQTT 3.1.1, clean session)."""
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        # Unlimited inside paho: the bound is ours (see the module docstring).
+        client.max_inflight_messages_set(0)
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self.tls or self.ca_file:
+            client.tls_set(
+                ca_certs=self.ca_file,
+                certfile=self.cert_file,
+                keyfile=self.key_file,
+                cert_reqs=ssl.CERT_NONE if self.tls_insecure else ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(self.tls_insecure)
+        return client
+
+
+class _Connection:
+    """One paho client with our own in-flight accounting."""
+
+    def __init__(self, client: mqtt.Client, client_id: str) -> None:
+        self.client = client
+        self.client_id = client_id
+        self.sent = 0
+        self.acked = 0
+        self.connected = False
+        self.failure: str | None = None
+        client.on_publish = self._on_publish
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+
+    def _on_publish(self, *_: Any) -> None:
+        self.acked += 1
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self.failure = f"connection refused: {reason}"
+        else:
+            self.connected = True
+
+    def _on_disconnect(self, *_: Any) -> None:
+        self.connected = False
+
+    @property
+    def in_flight(self) -> int:
+        return self.sent - self.acked
+
+
+class _Loop:
+    """Drives a set of connections' network I/O from the calling thread."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        self.max_in_flight = min(max(1, max_in_flight), 60_000)
+        self.connections: list[_Connection] = []
+        self.selector = selectors.DefaultSelector()
+        self._misc_at = 0.0
+        self.published = 0
+
+    def add(self, conn: _Connection, target: MqttTarget, timeout_s: float = 10.0) -> None:
+        try:
+            conn.client.connect(target.host, target.port, keepalive=target.keepalive_s)
+        except (OSError, ssl.SSLError) as exc:
+            raise PublishError(conn.client_id, f"cannot connect to {target.host}:{target.port}: {exc}") from exc
+        sock = conn.client.socket()
+        if sock is None:
+            raise PublishError(conn.client_id, "no socket after connect")
+        self.selector.register(sock, selectors.EVENT_READ, conn)
+        self.connections.append(conn)
+        deadline = time.monotonic() + timeout_s
+        while not conn.connected:
+            if conn.failure:
+                raise PublishError(conn.client_id, conn.failure)
+            if time.monotonic() > deadline:
+                raise PublishError(conn.client_id, "no CONNACK in time")
+            self.poll(0.05)
+
+    def drop(self, conn: _Connection) -> None:
+        sock = conn.client.socket()
+        if sock is not None:
+            self.selector.unregister(sock)
+        self.connections.remove(conn)
+
+    def poll(self, timeout_s: float) -> None:
+        """Read PUBACKs, flush pending writes, keep connections alive; wait at most ``timeout_s``."""
+        for conn in self.connections:
+            if conn.client.want_write():
+                conn.client.loop_write()
+        if self.connections:
+            for key, _ in self.selector.select(timeout_s):
+                conn = key.data
+                rc = conn.client.loop_read(1000)
+                if rc != mqtt.MQTT_ERR_SUCCESS and not conn.connected:
+                    raise PublishError(conn.client_id, f"connection lost ({mqtt.error_string(rc)})")
+        elif timeout_s > 0:
+            time.sleep(timeout_s)
+        now = time.monotonic()
+        if now >= self._misc_at:
+            self._misc_at = now + 1.0
+            for conn in self.connections:
+                conn.client.loop_misc()
+
+    def publish(self, conn: _Connection, message: SimMessage) -> None:
+        self.published += 1
+        while conn.in_flight >= self.max_in_flight:
+            self.poll(0.05)
+        info = conn.client.publish(message.topic, message.payload, qos=1, retain=message.retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_QUEUE_SIZE):
+            raise PublishError(conn.client_id, f"publish failed ({mqtt.error_string(info.rc)})")
+        conn.sent += 1
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until every message is acknowledged; False if ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while any(c.in_flight for c in self.connections):
+            if time.monotonic() > deadline:
+                return False
+            self.poll(0.05)
+        return True
+
+    def close(self) -> None:
+        for conn in list(self.connections):
+            conn.client.disconnect()
+            conn.client.loop_write()
+            self.drop(conn)
+        self.selector.close()
+
+
+class SharedPublisher:
+    """Connection sharing: ``connections`` clients named ``{client_id_prefix}-{n}`` carry all devices."""
+
+    def __init__(
+        self, target: MqttTarget, *, client_id_prefix: str, connections: int = 1, max_in_flight: int = 20_000
+    ) -> None:
+        self.target = target
+        self.loop = _Loop(max_in_flight)
+        self._conns = [
+            _Connection(target.client(f"{client_id_prefix}-{n}"), f"{client_id_prefix}-{n}") for n in range(connections)
+        ]
+        self._route: dict[str, _Connection] = {}
+
+    def open(self) -> None:
+        for conn in self._conns:
+            self.loop.add(conn, self.target)
+        logger.info("connected %d shared connection(s) to %s:%d", len(self._conns), self.target.host, self.target.port)
+
+    def publish(self, message: SimMessage) -> None:
+        conn = self._route.get(message.topic)
+        if conn is None:
+            # All topics of a device go through one connection, so its messages keep their order.
+            device = message.device_id
+            conn = self._conns[zlib.crc32(device.encode()) % len(self._conns)]
+            self._route[message.topic] = conn
+        self.loop.publish(conn, message)
+
+    @property
+    def published(self) -> int:
+        return self.loop.published
+
+    def poll(self, timeout_s: float) -> None:
+        self.loop.poll(timeout_s)
+
+    def close(self, drain_s: float = 30.0) -> bool:
+        drained = self.loop.drain(drain_s)
+        self.loop.close()
+        return drained
+
+
+class DevicePublisher:
+    """One connection per device, with its client id and Last Will (small fleets: up to a few thousand)."""
+
+    def __init__(self, target: MqttTarget, devices: Iterable[SimDevice], *, topic_root: str = "care/v1") -> None:
+        self.target = target
+        self.loop = _Loop(20_000)
+        self.topic_root = topic_root
+        self.devices = {d.device_id: d for d in devices}
+        self._conns: dict[str, _Connection] = {}
+
+    def open(self) -> None:
+        """Devices connect lazily, on their first message; nothing to do up front."""
+
+    def _connect(self, device: SimDevice, message: SimMessage) -> _Connection:
+        client = self.target.client(device.client_id)
+        # The will is fixed at connect time, so it carries the connect time and a seq the device skips.
+        will = payloads.status(
+            message.at_ms, _seq_of(message.payload) - 1, online=False, epoch=device.meter_mode is not None
+        )
+        client.will_set(device.topic(self.topic_root, "status"), will, qos=1, retain=True)
+        conn = _Connection(client, device.client_id)
+        self.loop.add(conn, self.target)
+        self._conns[device.device_id] = conn
+        return conn
+
+    def publish(self, message: SimMessage) -> None:
+        device = self.devices.get(message.device_id)
+        if device is None:
+            # A fault aimed at an unknown device or a bad topic: send it on a connection we have.
+            conn = next(iter(self._conns.values()), None)
+            if conn is not None:
+                self.loop.publish(conn, message)
+            return
+        conn = self._conns.get(device.device_id)
+        if message.kind == "will":
+            if conn is not None:
+                self._cut(conn)
+                del self._conns[device.device_id]
+            return
+        if conn is None or not conn.connected:
+            conn = self._connect(device, message)
+        self.loop.publish(conn, message)
+
+    def _cut(self, conn: _Connection) -> None:
+        """Drop the TCP connection without DISCONNECT: the broker publishes the Last Will."""
+        self.loop.drain(5.0)
+        sock = conn.client.socket()
+        self.loop.drop(conn)
+        if isinstance(sock, socket.socket | ssl.SSLSocket):
+            sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    @property
+    def published(self) -> int:
+        return self.loop.published
+
+    def poll(self, timeout_s: float) -> None:
+        self.loop.poll(timeout_s)
+
+    def close(self, drain_s: float = 30.0) -> bool:
+        drained = self.loop.drain(drain_s)
+        self.loop.close()
+        return drained
+
+
+def _seq_of(payload: bytes) -> int:
+    start = payload.find(b'"seq":')
+    if start < 0:
+        return 0
+    digits = payload[start + 6 : start + 17].split(b",")[0].split(b"}")[0]
+    return int(digits) if digits.isdigit() else 0
