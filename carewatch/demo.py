@@ -29,6 +29,7 @@ from pathlib import Path
 
 import psycopg
 
+from api.auth import create_token
 from carewatch import embedded
 from carewatch.runtime import Pipeline
 from carewatch.settings import Settings
@@ -45,6 +46,7 @@ from storage import migrate, registry
 log = logging.getLogger(__name__)
 
 DEMO_SEED = 2026
+DEMO_DISTRICT = "Changning"
 HOMES_PER_VOLUNTEER = 5
 
 
@@ -68,8 +70,13 @@ def run_demo(settings: Settings, *, duration_s: float | None, homes: int, speed:
         settings = settings.model_copy(update={"mqtt_client_id": f"carewatch-demo-{secrets.token_hex(3)}"})
         pipeline = Pipeline(settings=settings, mqtt_url=mqtt_url, database_url=database_url)
         pipeline.start()
+        token = _operator_token(database_url)
         print(f"api: {pipeline.api_url}", flush=True)
-        print(f"openapi: {pipeline.api_url}/openapi.json", flush=True)
+        print(f"token: {token}", flush=True)
+        print(
+            f"web: {pipeline.api_url}/ (paste the token to log in); openapi: {pipeline.api_url}/openapi.json",
+            flush=True,
+        )
         print(
             f"demo: {homes} homes; incidents: inactivity (backfilled), sos at ~10 s, smoke alarm at ~20 s", flush=True
         )
@@ -111,7 +118,7 @@ def _provision(database_url: str, fleet: Fleet, receiver: WebhookReceiver) -> No
                 HouseholdCreate(
                     household_id=home.household_id,
                     name=f"Home {home.index + 1}",
-                    district="Changning",
+                    district=DEMO_DISTRICT,
                     residents=[ResidentCreate(name=f"Resident {home.index + 1}")],
                 ),
             )
@@ -136,6 +143,12 @@ def _provision(database_url: str, fleet: Fleet, receiver: WebhookReceiver) -> No
                         expected_interval_s=device.expected_interval_s,
                     ),
                 )
+
+
+def _operator_token(database_url: str) -> str:
+    """A token for the demo district's operator, so a newcomer can log in and call the API at once."""
+    with psycopg.connect(database_url) as conn:  # the with-block commits
+        return create_token(conn, "operator", "demo-operator", district=DEMO_DISTRICT)
 
 
 def _caregiver(conn: psycopg.Connection, caregiver_id: str, name: str, receiver: WebhookReceiver) -> str:

@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import uvicorn
 from prometheus_client import CollectorRegistry
 from psycopg_pool import ConnectionPool
 
-from alerting.channels import Channel, WebhookChannel
+from alerting import setup as alerting_setup
+from alerting.channels import Channel
 from alerting.dispatcher import Dispatcher
-from alerting.service import AlertingConfig
 from api.app import create_app
+from api.feed import AlertFeed
 from carewatch.detector_runner import DetectorRunner
 from carewatch.settings import Settings
 from detectors import DetectorSuiteConfig
 from ingest.decode import DecodePolicy
 from ingest.service import IngestConfig, IngestService
+from schemas.api import ReadyCheck
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ def ingest_config(settings: Settings) -> IngestConfig:
             max_past=timedelta(seconds=settings.max_past_s),
             max_future=timedelta(seconds=settings.max_future_s),
             clock_skew_tolerance=timedelta(seconds=settings.clock_skew_tolerance_s),
+            max_payload_bytes=settings.ingest_max_payload_bytes,
         ),
         batch_rows=settings.ingest_batch_rows,
         flush_ms=settings.ingest_flush_ms,
@@ -63,12 +67,46 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.metrics = CollectorRegistry()
-        self.alerting = AlertingConfig(delivery_deadline=timedelta(seconds=settings.delivery_deadline_s))
-        self.channels: dict[str, Channel] = channels or {
-            "webhook": WebhookChannel(timeout_s=settings.delivery_timeout_s)
-        }
+        self.alerting = alerting_setup.alerting_config(
+            delivery_deadline_s=settings.delivery_deadline_s,
+            escalation_policy=settings.escalation_policy,
+            quiet_hours=settings.quiet_hours,
+            retry_base_s=settings.retry_base_s,
+            retry_cap_s=settings.retry_cap_s,
+        )
+        self.channels: dict[str, Channel] = channels or alerting_setup.build_channels(
+            delivery_timeout_s=settings.delivery_timeout_s,
+            mqtt_url=mqtt_url,
+            topic_root=settings.topic_root,
+            app_channel=settings.app_channel,
+            smtp_host=settings.smtp_host,
+            smtp_port=settings.smtp_port,
+            smtp_from=settings.smtp_from,
+            smtp_username=settings.smtp_username,
+            smtp_password=settings.smtp_password,
+            smtp_starttls=settings.smtp_starttls,
+            sms_gateway_url=settings.sms_gateway_url,
+            sms_gateway_token=settings.sms_gateway_token,
+            sms_template=settings.sms_template,
+        )
         self.dispatcher = Dispatcher(
-            conninfo=database_url, channels=self.channels, config=self.alerting, poll_s=settings.dispatch_poll_s
+            conninfo=database_url,
+            channels=self.channels,
+            config=self.alerting,
+            poll_s=settings.dispatch_poll_s,
+            workers=settings.dispatch_workers,
+        )
+        # Claim/decline replies from the caregiver app over MQTT.
+        self.replies = (
+            alerting_setup.reply_listener(
+                mqtt_url=mqtt_url,
+                topic_root=settings.topic_root,
+                conninfo=database_url,
+                config=self.alerting,
+                on_changed=lambda alert_id: self.dispatcher.wake.set(),
+            )
+            if settings.app_channel
+            else None
         )
         self.detectors = DetectorRunner(
             conninfo=database_url,
@@ -89,6 +127,7 @@ class Pipeline:
         )
         self._serve_api = serve_api
         self._server: uvicorn.Server | None = None
+        self._app_feed: AlertFeed | None = None
         self._threads: list[threading.Thread] = []
 
     @property
@@ -101,6 +140,8 @@ class Pipeline:
             thread.start()
             self._threads.append(thread)
         self.ingest.start()
+        if self.replies is not None:
+            self.replies.start()
         if self._serve_api:
             self.pool.open(wait=True, timeout=30)
             app = create_app(
@@ -108,9 +149,16 @@ class Pipeline:
                 alerting=self.alerting,
                 metrics=self.metrics,
                 on_alert_changed=lambda alert_id: self.dispatcher.wake.set(),
+                readiness_checks=self._readiness_checks(),
             )
+            self._app_feed = app.state.feed
             config = uvicorn.Config(
-                app, host=self.settings.api_host, port=self.settings.api_port, log_level="warning", lifespan="off"
+                app,
+                host=self.settings.api_host,
+                port=self.settings.api_port,
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=3,
             )
             self._server = uvicorn.Server(config)
             thread = threading.Thread(target=self._server.run, name="api", daemon=True)
@@ -118,10 +166,28 @@ class Pipeline:
             self._threads.append(thread)
         log.info("pipeline started (api: %s)", self.api_url if self._serve_api else "off")
 
+    def _readiness_checks(self) -> list[Callable[[], ReadyCheck]]:
+        """/readyz: the broker connection and the ingest backlog (the API adds database and dispatcher)."""
+        limit = self.settings.ingest_max_backlog // 2
+
+        def broker() -> ReadyCheck:
+            ok = self.ingest.source.connected.is_set()
+            return ReadyCheck(name="broker", ok=ok, detail="connected" if ok else "not connected")
+
+        def ingest_backlog() -> ReadyCheck:
+            backlog = self.ingest.backlog
+            return ReadyCheck(name="ingest_backlog", ok=backlog < limit, detail=f"{backlog} messages queued")
+
+        return [broker, ingest_backlog]
+
     def stop(self) -> None:
+        if self._app_feed is not None:
+            self._app_feed.close()  # ends open SSE streams so the server can shut down
         if self._server is not None:
             self._server.should_exit = True
         self.ingest.stop()
+        if self.replies is not None:
+            self.replies.stop()
         self.detectors.stop()
         self.dispatcher.stop()
         for thread in self._threads:

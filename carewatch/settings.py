@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     ingest_batch_rows: int = Field(default=1000, ge=1)
     ingest_flush_ms: int = Field(default=50, ge=1)
     ingest_max_backlog: int = Field(default=50_000, ge=100)
+    # The protocol's 16 KiB; raise only for meters that must upload bigger batches (docs/ingest.md).
+    ingest_max_payload_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     clock_skew_tolerance_s: int = Field(default=300, ge=0)
     max_past_s: int = Field(default=14 * 24 * 3600, ge=0)
     max_future_s: int = Field(default=24 * 3600, ge=0)
@@ -50,6 +52,24 @@ class Settings(BaseSettings):
     dispatch_poll_s: float = Field(default=0.2, gt=0)
     delivery_timeout_s: float = Field(default=5.0, gt=0)
     delivery_deadline_s: int = Field(default=600, gt=0)
+    # Alerting channels and policy (see docs/alerting.md and ``alerting.setup``).
+    dispatch_workers: int = Field(default=4, ge=1, le=64)
+    retry_base_s: float = Field(default=1.0, gt=0)
+    retry_cap_s: float = Field(default=60.0, gt=0)
+    # Per severity, e.g. {critical = [{tiers = [1, 2], wait_s = 180}, {tiers = [3]}]}; missing ones keep defaults.
+    escalation_policy: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    quiet_hours: str = "22:00-07:00"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "carewatch@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    sms_gateway_url: str | None = None
+    sms_gateway_token: str | None = None
+    sms_template: str | None = None
+    # MQTT push to the caregiver app and claim/decline replies from it.
+    app_channel: bool = True
 
     log_level: str = "INFO"
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
 from ingest.decode import DecodePolicy
+from ingest.inbox import Inbox
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import Inbound, MqttSource
 from ingest.ratelimit import RateLimiter
@@ -40,7 +40,7 @@ class IngestService:
         on_committed: CommittedHandler,
         registry: CollectorRegistry,
     ) -> None:
-        self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=config.max_backlog)
+        self._inbox: Inbox[Inbound] = Inbox(config.max_backlog)
         self.source = MqttSource(
             url=mqtt_url,
             client_id=config.client_id,
@@ -49,6 +49,7 @@ class IngestService:
             share_group=config.share_group,
         )
         self.metrics = IngestMetrics(registry)
+        self.metrics.backlog.set_function(self._inbox.qsize)
         self._writer = BatchWriter(
             conninfo=database_url,
             inbox=self._inbox,

@@ -8,27 +8,36 @@ first, which bounds both per-row cost and latency. The order for every batch is 
 3. acknowledge the batch to the broker (only now: a crash before this means redelivery, not loss);
 4. hand the first-time messages to ``on_committed`` (detectors see only committed data).
 
-If PostgreSQL is down or slow, step 2 is retried with exponential backoff on a fresh connection,
-holding the batch and acknowledging nothing; the bounded inbox fills and back-pressure reaches the
-broker (see ``mqtt_source``). Nothing accepted is ever dropped.
+Failures in step 2, by kind:
+
+- the database is down, restarting or slow (``OperationalError``, ``InterfaceError``, anything not
+  listed below): retried with exponential backoff on a fresh connection, holding the batch and
+  acknowledging nothing; the bounded inbox fills and back-pressure reaches the broker (see
+  ``mqtt_source``). Nothing accepted is ever dropped, and memory stays bounded by the inbox.
+- the data itself is refused (``DataError``, ``IntegrityError``): retrying cannot help, and one such
+  message must not hold up every other device (a poison message). The batch is stored again one
+  message at a time; the message that fails alone is kept as a ``storage_refused`` reject. The decoder
+  already refuses what it knows PostgreSQL cannot store; this is the net under it.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import psycopg
+from psycopg import errors
 
-from ingest.decode import DecodePolicy, decode, parse_topic
+from ingest.decode import DecodePolicy, decode, parse_topic, storable_text
+from ingest.inbox import Inbox
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import Inbound
 from ingest.ratelimit import RateLimiter
 from ingest.registry import RegistryCache
+from ingest.sequence import SequenceTracker
 from schemas.intake import Accepted, Rejected
 from schemas.kinds import RejectReason
 from storage.messages import StoreResult, prepare_connection, store_batch
@@ -38,13 +47,17 @@ log = logging.getLogger(__name__)
 CommittedHandler = Callable[[list[Accepted]], None]
 AckHandler = Callable[[list[Inbound]], int]
 
+# Errors about the data, not the connection: retrying the same rows would fail forever.
+_DATA_ERRORS = (errors.DataError, errors.IntegrityError)
+_MAX_BACKOFF_S = 5.0
+
 
 class BatchWriter:
     def __init__(
         self,
         *,
         conninfo: str,
-        inbox: queue.Queue[Inbound],
+        inbox: Inbox[Inbound],
         ack: AckHandler,
         on_committed: CommittedHandler,
         policy: DecodePolicy,
@@ -63,6 +76,7 @@ class BatchWriter:
         self._batch_rows = batch_rows
         self._flush_s = flush_ms / 1000
         self._registry = RegistryCache()
+        self._sequences = SequenceTracker()
         self._conn: psycopg.Connection | None = None
         self._stopping = threading.Event()
 
@@ -81,25 +95,28 @@ class BatchWriter:
                 self._conn.close()
 
     def _collect(self) -> list[Inbound]:
-        try:
-            first = self._inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
+        batch = self._inbox.take(self._batch_rows, 0.2)
+        if not batch:
+            return batch
         deadline = time.monotonic() + self._flush_s
         while len(batch) < self._batch_rows:
             remaining = deadline - time.monotonic()
-            try:
-                batch.append(self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait())
-            except queue.Empty:
+            if remaining <= 0:
                 break
+            if self._inbox.qsize() == 0:
+                # Let a few messages gather instead of waking for each one (bounded by flush_ms).
+                time.sleep(min(remaining, 0.002))
+            batch.extend(self._inbox.take(self._batch_rows - len(batch), 0))
         return batch
 
     def _handle(self, batch: list[Inbound]) -> None:
         self._metrics.received.inc(len(batch))
         now = time.monotonic()
-        limited = [not self._limiter.allow(_device_of(m.topic, self._policy), now) for m in batch]
-        result = self._store_with_retry(batch, limited)
+        root = self._policy.topic_root
+        devices = [_device_of(m.topic, root) for m in batch]
+        allow = self._limiter.allow
+        limited = [not allow(device_id, now) for device_id in devices]
+        result = self._store_with_retry(batch, devices, limited)
         if result is None:
             return  # stopping while the database is away: the broker redelivers the unacknowledged batch
         self._ack(batch)
@@ -107,42 +124,33 @@ class BatchWriter:
         if result.new:
             self._on_committed(result.new)
 
-    def _store_with_retry(self, batch: list[Inbound], limited: list[bool]) -> StoreResult | None:
+    def _store_with_retry(self, batch: list[Inbound], devices: list[str], limited: list[bool]) -> StoreResult | None:
         delay = 0.1
         while True:
             try:
-                return self._store(batch, limited)
+                return self._store(batch, devices, limited)
             except psycopg.Error as exc:
                 self._metrics.store_failures.inc()
                 log.warning("storing a batch of %d failed (%s); retrying in %.1fs", len(batch), exc, delay)
                 self._drop_connection()
                 if self._stopping.wait(delay):
                     return None
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, _MAX_BACKOFF_S)
 
-    def _store(self, batch: list[Inbound], limited: list[bool]) -> StoreResult:
+    def _store(self, batch: list[Inbound], devices: list[str], limited: list[bool]) -> StoreResult:
         conn = self._connection()
         started = time.perf_counter()
-        self._registry.resolve(conn, {_device_of(m.topic, self._policy) for m in batch})
-        accepted: list[Accepted] = []
-        rejected: list[Rejected] = []
-        for message, over_limit in zip(batch, limited, strict=True):
-            if over_limit:
-                rejected.append(
-                    Rejected(
-                        RejectReason.RATE_LIMITED,
-                        "device exceeds its message rate limit",
-                        message.topic,
-                        message.payload,
-                        message.received_at,
-                        _device_of(message.topic, self._policy) or None,
-                    )
-                )
-                continue
-            outcome = decode(message.topic, message.payload, message.received_at, self._registry.get, self._policy)
-            (accepted if isinstance(outcome, Accepted) else rejected).append(outcome)  # type: ignore[arg-type]
-        with conn.transaction():
-            result = store_batch(conn, accepted, rejected)
+        self._registry.resolve(conn, set(devices))
+        outcomes = self._decode(batch, devices, limited)
+        accepted = [o for o in outcomes if isinstance(o, Accepted)]
+        rejected = [o for o in outcomes if isinstance(o, Rejected)]
+        try:
+            with conn.transaction():
+                result = store_batch(conn, accepted, rejected)
+        except _DATA_ERRORS as exc:
+            log.error("a batch of %d was refused by PostgreSQL (%s): storing it message by message", len(batch), exc)
+            result = self._store_one_by_one(conn, batch, outcomes)
+            rejected = [o for o in outcomes if isinstance(o, Rejected)]
         self._metrics.commit_seconds.observe(time.perf_counter() - started)
         for reject in rejected:
             self._metrics.rejected.labels(reject.reason.value).inc()
@@ -155,15 +163,77 @@ class BatchWriter:
             )
         return result
 
+    def _decode(self, batch: list[Inbound], devices: list[str], limited: list[bool]) -> list[Accepted | Rejected]:
+        lookup, policy = self._registry.get, self._policy
+        outcomes: list[Accepted | Rejected] = []
+        for message, device_id, over_limit in zip(batch, devices, limited, strict=True):
+            if over_limit:
+                outcomes.append(
+                    Rejected(
+                        RejectReason.RATE_LIMITED,
+                        "device exceeds its message rate limit",
+                        message.topic,
+                        message.payload,
+                        message.received_at,
+                        device_id or None,
+                    )
+                )
+            else:
+                outcomes.append(decode(message.topic, message.payload, message.received_at, lookup, policy))
+        return outcomes
+
+    def _store_one_by_one(
+        self, conn: psycopg.Connection, batch: list[Inbound], outcomes: list[Accepted | Rejected]
+    ) -> StoreResult:
+        """Poison-message path: one transaction per message; refused ones become rejects (in place)."""
+        new: list[Accepted] = []
+        duplicates = 0
+        for index, (message, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+            try:
+                with conn.transaction():
+                    if isinstance(outcome, Accepted):
+                        single = store_batch(conn, [outcome], [])
+                        new.extend(single.new)
+                        duplicates += single.duplicates
+                    else:
+                        store_batch(conn, [], [outcome])
+            except _DATA_ERRORS as exc:
+                refused = Rejected(
+                    RejectReason.INVALID_VALUE,
+                    storable_text(f"PostgreSQL refused the message: {exc.sqlstate} {exc}")[:300],
+                    message.topic,
+                    message.payload,
+                    message.received_at,
+                    outcome.device.device_id if isinstance(outcome, Accepted) else outcome.device_id,
+                )
+                with conn.transaction():
+                    store_batch(conn, [], [refused])
+                outcomes[index] = refused
+        rejects = sum(1 for o in outcomes if isinstance(o, Rejected))
+        return StoreResult(new=new, duplicates=duplicates, rejects=rejects)
+
     def _observe(self, result: StoreResult) -> None:
-        self._metrics.batch_size.observe(len(result.new) + result.duplicates + result.rejects)
-        self._metrics.duplicates.inc(result.duplicates)
-        committed_at = datetime.now(UTC)
+        metrics = self._metrics
+        metrics.batch_size.observe(len(result.new) + result.duplicates + result.rejects)
+        if result.duplicates:
+            metrics.duplicates.inc(result.duplicates)
+        committed_at = time.time()
+        per_channel: Counter[str] = Counter()
+        skewed = gaps = 0
+        observe_lag = metrics.lag_seconds.observe
+        track = self._sequences.observe
         for item in result.new:
-            self._metrics.stored.labels(item.channel.value).inc()
-            self._metrics.lag_seconds.observe(max(0.0, (committed_at - item.message.ts).total_seconds()))
-            if item.clock_skewed:
-                self._metrics.clock_skewed.inc()
+            message = item.message
+            per_channel[item.channel.value] += 1
+            observe_lag(max(0.0, committed_at - message.ts.timestamp()))
+            gaps += track(item.device.device_id, message.seq)
+            skewed += item.clock_skewed
+        for channel, count in per_channel.items():
+            metrics.stored.labels(channel).inc(count)
+        if skewed:
+            metrics.clock_skewed.inc(skewed)
+        if gaps:
+            metrics.sequence_gaps.inc(gaps)
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
@@ -179,6 +249,6 @@ class BatchWriter:
                 self._conn = None
 
 
-def _device_of(topic: str, policy: DecodePolicy) -> str:
-    parsed = parse_topic(topic, policy.topic_root)
+def _device_of(topic: str, topic_root: str) -> str:
+    parsed = parse_topic(topic, topic_root)
     return parsed[0] if parsed else ""
