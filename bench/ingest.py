@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,8 @@ class Recorder:
         self.latencies_ms: list[float] = []
         self.record_latency = False
         self.last_commit = 0.0
+        self.first_commit = 0.0
+        self.last_commit_wall = 0.0
         self.changed = threading.Condition()
 
     def __call__(self, batch: list[Accepted]) -> None:
@@ -147,6 +150,9 @@ class Recorder:
         with self.changed:
             self.committed += len(batch)
             self.last_commit = time.perf_counter()
+            self.last_commit_wall = now
+            if not self.first_commit:
+                self.first_commit = self.last_commit
             self.changed.notify_all()
 
     def wait_for(self, total: int, timeout: float) -> bool:
@@ -290,17 +296,18 @@ def main() -> int:
             flush=True,
         )
         print(
-            f"drain: carewatch ingest committed {n} in {n / drain:.2f}s = {drain:.0f}/s (ratio {drain / ceiling:.2f})",
+            f"drain: carewatch ingest committed {n} in {n / drain:.2f}s = {drain:.0f}/s (ratio {drain / ceiling:.2f};"
+            f" first commit after {recorder.first_commit - started:.2f}s)",
             flush=True,
         )
 
         live_count = int(args.rate * args.seconds)
         recorder.record_latency = True
-        live_started = time.perf_counter()
         report = publish(broker.url, start=n, count=live_count, rate=args.rate, seconds=args.seconds)
         if not recorder.wait_while_progressing(n + live_count):
             print(f"live: only {recorder.committed - n} of {live_count} committed; no progress for 30 s", flush=True)
-        live_elapsed = max(recorder.last_commit, live_started + report["seconds"]) - live_started
+        # From the first publish (the publisher is a child process: wall clock) to the last commit.
+        live_elapsed = max(recorder.last_commit_wall, report["started_at"] + report["seconds"]) - report["started_at"]
         live = (recorder.committed - n) / live_elapsed
         p50, p99 = percentile(recorder.latencies_ms, 0.5), percentile(recorder.latencies_ms, 0.99)
         print(
@@ -324,6 +331,7 @@ def main() -> int:
         broker.stop()
         if not args.keep:
             drop_database(args.database_url, dbname)
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -153,7 +153,7 @@ def publish_main(spec: dict[str, Any]) -> int:
     publisher = RawPublisher(parts.hostname or "127.0.0.1", parts.port or 1883)
     count, start, rate = int(spec["count"]), int(spec["start"]), float(spec["rate"])
     total_bytes = 0
-    began = time.perf_counter()
+    began, started_at = time.perf_counter(), time.time()
     sent = 0
     while sent < count:
         due = count if rate <= 0 else min(count, int((time.perf_counter() - began) * rate) + 1)
@@ -176,6 +176,7 @@ def publish_main(spec: dict[str, Any]) -> int:
     publisher.close()
     report = {
         "published": sent,
+        "started_at": started_at,
         "seconds": published_s,
         "rate": sent / published_s if published_s else 0.0,
         "mean_bytes": total_bytes / max(1, sent),

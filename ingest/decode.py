@@ -267,6 +267,8 @@ def _validate(model: type[BaseModel], body: dict[str, Any]) -> DeviceMessage:
 
 def storable_text(text: str) -> str:
     """``text`` as PostgreSQL can store it: no NUL, no unpaired surrogates (replaced, not dropped)."""
+    if text.isascii() and "\x00" not in text:  # the common case, cheaply
+        return text
     if "\x00" in text:
         text = text.replace("\x00", "\\u0000")
     try:

@@ -15,6 +15,7 @@ storage deduplicates.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.inbox import Inbox
 
@@ -79,17 +81,44 @@ class BrokerAddress:
 
 # Packets read per wake-up of paho's network thread (see ``_DrainingClient``).
 _READ_BURST = 256
+_PUBACK_COMMAND = 0x40
+_PUBACK = struct.Struct("!BBH")
 
 
 class _DrainingClient(mqtt.Client):
-    """paho's client, reading up to ``_READ_BURST`` packets per ``select()`` instead of one.
+    """paho's client with two hot-path changes (paho is pinned ``<3``; every service test runs them).
 
-    paho 2.x's ``loop_read`` reads as many packets as it has messages in flight *outbound*, so a pure
-    subscriber reads exactly one packet per pass through its loop: a ``select()`` and the loop's own
-    bookkeeping for every message. Under a backlog that was about a quarter of the network thread's
-    time (py-spy, docs/ingest.md). This override is paho's own ``loop_read`` with a larger bound; it
-    stops at the first would-block exactly as the original does. paho is pinned ``<3``.
+    - ``loop_read`` reads up to ``_READ_BURST`` packets per ``select()`` instead of one. paho 2.x
+      reads as many packets as it has messages in flight *outbound*, so a pure subscriber makes one
+      pass through its loop (a ``select()`` and the loop's bookkeeping) per message: about a quarter
+      of the network thread's time under a backlog (py-spy, docs/ingest.md). The override is paho's
+      own ``loop_read`` with a larger bound, stopping at the first would-block as the original does.
+    - ``ack_many`` queues the PUBACKs of a whole batch as one write. ``ack`` queues one packet per
+      message, each waking the network thread and costing a ``send()``.
+    - ``_handle_on_message`` calls ``on_message`` directly. paho first walks its trie of per-topic
+      callbacks (``message_callback_add``, which carewatch never uses) for every message: about a
+      fifth of the network thread's time (py-spy ``--gil``). Exceptions are handled as paho does.
     """
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Send a QoS 1 PUBACK for each of ``mids`` (in order), as one packet-queue entry."""
+        if mids:
+            pack = _PUBACK.pack
+            # Queued like paho's own PUBACK (command PUBACK, fixed header + packet id), only several
+            # of them back to back; _packet_write sends the bytes and has nothing to do after a PUBACK.
+            self._packet_queue(_PUBACK_COMMAND, b"".join(pack(_PUBACK_COMMAND, 2, mid) for mid in mids), 0, 0)
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         if self._sock is None:
@@ -167,15 +196,17 @@ class MqttSource:
         self._client.loop_stop()
 
     def ack(self, messages: list[Inbound]) -> int:
-        """Acknowledge committed messages still on the current connection; return how many."""
+        """Acknowledge committed messages still on the current connection, in order; return how many."""
         with self._lock:
             generation = self._generation
-        acked = 0
+        mids = [m.mid for m in messages if m.qos == 1 and m.generation == generation]
+        self._client.ack_many(mids)
+        # QoS 2 is never granted (we subscribe at QoS 1), but acknowledge it properly if a broker does.
         for message in messages:
-            if message.qos > 0 and message.generation == generation:
+            if message.qos == 2 and message.generation == generation:
                 self._client.ack(message.mid, message.qos)
-                acked += 1
-        return acked
+                mids.append(message.mid)
+        return len(mids)
 
     def _on_connect(
         self,
@@ -197,7 +228,16 @@ class MqttSource:
             flags.session_present,
             self._subscription,
         )
-        client.subscribe(self._subscription, qos=1)
+        # Subscribing again to a subscription the session already has makes the broker resend every
+        # matching retained message: every device's status, a whole fleet on each reconnect. MQTT 5
+        # retain handling 1 sends them only for a new subscription (and a changed topic root or share
+        # group still takes effect); MQTT 3.1.1 cannot say that, so there the kept session is trusted.
+        if self._v5:
+            client.subscribe(self._subscription, options=SubscribeOptions(qos=1, retainHandling=1))
+        elif flags.session_present:
+            self._connected.set()
+        else:
+            client.subscribe(self._subscription, qos=1)
 
     def _on_subscribe(
         self,

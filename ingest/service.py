@@ -25,6 +25,8 @@ class IngestConfig:
     policy: DecodePolicy = field(default_factory=DecodePolicy)
     batch_rows: int = 1000
     flush_ms: int = 50
+    # Writer threads: one decodes while another waits for its commit (see ingest.writer).
+    writers: int = 2
     max_backlog: int = 50_000
     device_rate_per_s: float = 20.0
     device_rate_burst: int = 200
@@ -60,15 +62,20 @@ class IngestService:
             metrics=self.metrics,
             batch_rows=config.batch_rows,
             flush_ms=config.flush_ms,
+            writers=config.writers,
         )
-        self._thread = threading.Thread(target=self._writer.run, name="ingest-writer", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._writer.run, name=f"ingest-writer-{k}", daemon=True)
+            for k in range(config.writers)
+        ]
 
     @property
     def backlog(self) -> int:
         return self._inbox.qsize()
 
     def start(self, *, wait_connected_s: float = 10.0) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         self.source.start()
         if not self.source.connected.wait(wait_connected_s):
             log.warning("ingest not yet connected to the broker after %.0fs; still trying", wait_connected_s)
@@ -76,4 +83,5 @@ class IngestService:
     def stop(self) -> None:
         self.source.stop()
         self._writer.stop()
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)

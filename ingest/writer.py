@@ -8,6 +8,14 @@ first, which bounds both per-row cost and latency. The order for every batch is 
 3. acknowledge the batch to the broker (only now: a crash before this means redelivery, not loss);
 4. hand the first-time messages to ``on_committed`` (detectors see only committed data).
 
+Two writer threads (``writers``) share the inbox: while one waits for PostgreSQL to commit its batch
+(the GIL is released), the other decodes the next one. Batches are numbered when they are taken from
+the inbox and acknowledged strictly in that order (MQTT wants PUBACKs in the order the PUBLISHes
+arrived), which also keeps ``on_committed`` in arrival order; the rate limiter runs under the same lock
+as the taking, and the metrics and sequence tracker under the acknowledging one. Each thread has its
+own connection. Two concurrent batches holding the same redelivered message can deadlock on its key;
+PostgreSQL aborts one, and it is retried like any other transient failure.
+
 Failures in step 2, by kind:
 
 - the database is down, restarting or slow (``OperationalError``, ``InterfaceError``, anything not
@@ -65,6 +73,7 @@ class BatchWriter:
         metrics: IngestMetrics,
         batch_rows: int = 1000,
         flush_ms: int = 50,
+        writers: int = 2,
     ) -> None:
         self._conninfo = conninfo
         self._inbox = inbox
@@ -77,22 +86,37 @@ class BatchWriter:
         self._flush_s = flush_ms / 1000
         self._registry = RegistryCache()
         self._sequences = SequenceTracker()
-        self._conn: psycopg.Connection | None = None
+        self.writers = writers
+        self._local = threading.local()  # each writer thread's own connection
         self._stopping = threading.Event()
+        self._taking = threading.Lock()  # taking a batch, numbering it and rate-limiting it
+        self._next_ticket = 0
+        self._turn = threading.Condition()  # acknowledging, in ticket order
+        self._ack_ticket = 0
 
     def stop(self) -> None:
         self._stopping.set()
 
     def run(self) -> None:
-        """Thread body: runs until ``stop``; the batch in hand is finished or left unacknowledged."""
+        """Thread body (``writers`` threads run it): until ``stop``, take a batch and handle it."""
         try:
             while not self._stopping.is_set():
-                batch = self._collect()
-                if batch:
-                    self._handle(batch)
+                with self._taking:
+                    batch = self._collect()
+                    if not batch:
+                        continue
+                    ticket = self._next_ticket
+                    self._next_ticket += 1
+                    now = time.monotonic()
+                    root = self._policy.topic_root
+                    devices = [_device_of(m.topic, root) for m in batch]
+                    allow = self._limiter.allow
+                    limited = [not allow(device_id, now) for device_id in devices]
+                self._handle(ticket, batch, devices, limited)
         finally:
-            if self._conn is not None:
-                self._conn.close()
+            conn: psycopg.Connection | None = getattr(self._local, "conn", None)
+            if conn is not None:
+                conn.close()
 
     def _collect(self) -> list[Inbound]:
         batch = self._inbox.take(self._batch_rows, 0.2)
@@ -109,20 +133,29 @@ class BatchWriter:
             batch.extend(self._inbox.take(self._batch_rows - len(batch), 0))
         return batch
 
-    def _handle(self, batch: list[Inbound]) -> None:
+    def _handle(self, ticket: int, batch: list[Inbound], devices: list[str], limited: list[bool]) -> None:
         self._metrics.received.inc(len(batch))
-        now = time.monotonic()
-        root = self._policy.topic_root
-        devices = [_device_of(m.topic, root) for m in batch]
-        allow = self._limiter.allow
-        limited = [not allow(device_id, now) for device_id in devices]
         result = self._store_with_retry(batch, devices, limited)
-        if result is None:
-            return  # stopping while the database is away: the broker redelivers the unacknowledged batch
-        self._ack(batch)
-        self._observe(result)
-        if result.new:
-            self._on_committed(result.new)
+        with self._turn:
+            while self._ack_ticket != ticket:
+                if self._stopping.is_set():
+                    return  # unacknowledged: the broker redelivers, storage deduplicates
+                self._turn.wait(0.1)
+            try:
+                if result is not None:  # None: stopping while the database is away; redelivered later
+                    self._ack(batch)
+                    self._observe(result)
+                    if result.new:
+                        self._hand_off(result.new)
+            finally:
+                self._ack_ticket += 1
+                self._turn.notify_all()
+
+    def _hand_off(self, new: list[Accepted]) -> None:
+        try:
+            self._on_committed(new)
+        except Exception:  # the messages are committed and acknowledged; a failing consumer must not stop ingest
+            log.exception("on_committed handler failed for a batch of %d committed messages", len(new))
 
     def _store_with_retry(self, batch: list[Inbound], devices: list[str], limited: list[bool]) -> StoreResult | None:
         delay = 0.1
@@ -236,17 +269,18 @@ class BatchWriter:
             metrics.sequence_gaps.inc(gaps)
 
     def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
-            prepare_connection(self._conn)
-        return self._conn
+        conn: psycopg.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+            prepare_connection(conn)
+            self._local.conn = conn
+        return conn
 
     def _drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        conn: psycopg.Connection | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
 
 
 def _device_of(topic: str, topic_root: str) -> str:

@@ -119,8 +119,12 @@ def test_sos_press_reaches_the_caregiver_webhook(
     assert body["caregiver_id"] == "cg-li"
     assert body["reason"] == "new"
 
-    alerts = api.get("/alerts", params={"household_id": HOUSEHOLD, "status": ["notified"]}).json()["items"]
-    sos = next(a for a in alerts if a["kind"] == "sos")
+    # The receiver can answer before the dispatcher commits the delivery: wait for "notified".
+    def notified_sos() -> list[dict[str, object]]:
+        alerts = api.get("/alerts", params={"household_id": HOUSEHOLD, "status": ["notified"]}).json()["items"]
+        return [a for a in alerts if a["kind"] == "sos"]
+
+    sos = wait_until(notified_sos, timeout=10)[0]
     claimed = api.post(f"/alerts/{sos['alert_id']}/claim", json={"caregiver_id": "cg-li"})
     assert claimed.status_code == 200
     assert claimed.json()["status"] == "claimed"
