@@ -259,10 +259,12 @@ def main() -> int:
             on_committed=recorder,
             registry=CollectorRegistry(),
         )
-        service.source.start()
-        service.source.connected.wait(10)
+        for source in service.sources:  # every lane's session
+            source.start()
+        service.connected.wait(10)
         time.sleep(0.5)  # SUBACK
-        service.source.stop()
+        for source in service.sources:
+            source.stop()
 
         n = args.messages
         queued = publish(broker.url, start=0, count=n, rate=0)

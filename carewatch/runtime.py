@@ -171,7 +171,7 @@ class Pipeline:
         limit = self.settings.ingest_max_backlog // 2
 
         def broker() -> ReadyCheck:
-            ok = self.ingest.source.connected.is_set()
+            ok = self.ingest.connected.is_set()
             return ReadyCheck(name="broker", ok=ok, detail="connected" if ok else "not connected")
 
         def ingest_backlog() -> ReadyCheck:

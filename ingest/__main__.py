@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     service.start()
-    if service.source.connected.wait(30):
+    if service.connected.wait(30):
         sys.stdout.write("ingest: ready\n")
         sys.stdout.flush()
     stop.wait()

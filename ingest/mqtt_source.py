@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -145,11 +146,13 @@ class MqttSource:
         topic_root: str,
         inbox: Inbox[Inbound],
         share_group: str = "",
+        filters: Sequence[str] = ("+/+",),
     ) -> None:
         self._address = BrokerAddress.parse(url)
         self._inbox = inbox
-        topic = f"{topic_root}/dev/+/+"
-        self._subscription = f"$share/{share_group}/{topic}" if share_group else topic
+        topics = [f"{topic_root}/dev/{topic_filter}" for topic_filter in filters]
+        self._subscriptions = [f"$share/{share_group}/{topic}" if share_group else topic for topic in topics]
+        self._subscription = ", ".join(self._subscriptions)
         self._generation = 0
         self._stopping = False
         self._lock = threading.Lock()
@@ -233,11 +236,11 @@ class MqttSource:
         # retain handling 1 sends them only for a new subscription (and a changed topic root or share
         # group still takes effect); MQTT 3.1.1 cannot say that, so there the kept session is trusted.
         if self._v5:
-            client.subscribe(self._subscription, options=SubscribeOptions(qos=1, retainHandling=1))
+            client.subscribe([(topic, SubscribeOptions(qos=1, retainHandling=1)) for topic in self._subscriptions])
         elif flags.session_present:
             self._connected.set()
         else:
-            client.subscribe(self._subscription, qos=1)
+            client.subscribe([(topic, 1) for topic in self._subscriptions])
 
     def _on_subscribe(
         self,

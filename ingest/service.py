@@ -1,9 +1,22 @@
-"""The ingest worker: ``MqttSource`` → bounded inbox → ``BatchWriter`` thread → committed handler."""
+"""The ingest worker: one or two lanes of ``MqttSource`` → bounded inbox → ``BatchWriter`` threads.
+
+Lanes keep emergencies out of the telemetry queue. With ``urgent_lane`` on (the default):
+- the urgent lane is its own MQTT session (client id ``{client_id}-urgent``) subscribed to the
+  ``event`` and ``status`` channels only, with small batches and a short flush, so an ``sos`` or a smoke
+  ``alarm`` is committed and handed to the detectors in milliseconds even when meter telemetry is
+  hours behind (a broker backlog after an outage, NB-IoT batch uploads, a slow database);
+- the bulk lane (client id ``{client_id}``) subscribes to ``{root}/dev/#``: telemetry, plus any topic
+  that does not fit the scheme (kept as a ``bad_topic`` reject). Its copies of ``event``/``status``
+  messages are acknowledged without being stored, since the urgent session has its own copy and
+  stores it.
+Each session is persistent and acknowledges only after commit, so the guarantees hold per lane.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -16,6 +29,8 @@ from ingest.ratelimit import RateLimiter
 from ingest.writer import BatchWriter, CommittedHandler
 
 log = logging.getLogger(__name__)
+
+URGENT_CHANNELS = frozenset({"event", "status"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +45,53 @@ class IngestConfig:
     max_backlog: int = 50_000
     device_rate_per_s: float = 20.0
     device_rate_burst: int = 200
+    urgent_lane: bool = True
+
+
+class _Lane:
+    def __init__(
+        self,
+        *,
+        name: str,
+        config: IngestConfig,
+        client_id: str,
+        filters: Sequence[str],
+        skip_channels: frozenset[str],
+        batch_rows: int,
+        flush_ms: int,
+        writers: int,
+        max_backlog: int,
+        mqtt_url: str,
+        database_url: str,
+        on_committed: CommittedHandler,
+        metrics: IngestMetrics,
+    ) -> None:
+        self.inbox: Inbox[Inbound] = Inbox(max_backlog)
+        self.source = MqttSource(
+            url=mqtt_url,
+            client_id=client_id,
+            topic_root=config.policy.topic_root,
+            inbox=self.inbox,
+            share_group=config.share_group,
+            filters=filters,
+        )
+        self.writer = BatchWriter(
+            conninfo=database_url,
+            inbox=self.inbox,
+            ack=self.source.ack,
+            on_committed=on_committed,
+            policy=config.policy,
+            limiter=RateLimiter(rate_per_s=config.device_rate_per_s, burst=config.device_rate_burst),
+            metrics=metrics,
+            batch_rows=batch_rows,
+            flush_ms=flush_ms,
+            writers=writers,
+            skip_channels=skip_channels,
+        )
+        self.threads = [
+            threading.Thread(target=self.writer.run, name=f"ingest-{name}-writer-{k}", daemon=True)
+            for k in range(writers)
+        ]
 
 
 class IngestService:
@@ -42,46 +104,78 @@ class IngestService:
         on_committed: CommittedHandler,
         registry: CollectorRegistry,
     ) -> None:
-        self._inbox: Inbox[Inbound] = Inbox(config.max_backlog)
-        self.source = MqttSource(
-            url=mqtt_url,
-            client_id=config.client_id,
-            topic_root=config.policy.topic_root,
-            inbox=self._inbox,
-            share_group=config.share_group,
-        )
         self.metrics = IngestMetrics(registry)
-        self.metrics.backlog.set_function(self._inbox.qsize)
-        self._writer = BatchWriter(
-            conninfo=database_url,
-            inbox=self._inbox,
-            ack=self.source.ack,
-            on_committed=on_committed,
-            policy=config.policy,
-            limiter=RateLimiter(rate_per_s=config.device_rate_per_s, burst=config.device_rate_burst),
-            metrics=self.metrics,
-            batch_rows=config.batch_rows,
-            flush_ms=config.flush_ms,
-            writers=config.writers,
+        common = {
+            "config": config,
+            "mqtt_url": mqtt_url,
+            "database_url": database_url,
+            "on_committed": on_committed,
+            "metrics": self.metrics,
+        }
+        self._lanes: list[_Lane] = []
+        if config.urgent_lane:
+            self._lanes.append(
+                _Lane(
+                    name="urgent",
+                    client_id=f"{config.client_id}-urgent",
+                    filters=("+/event", "+/status"),
+                    skip_channels=frozenset(),
+                    batch_rows=min(config.batch_rows, 200),
+                    flush_ms=min(config.flush_ms, 10),
+                    writers=1,
+                    max_backlog=max(100, config.max_backlog // 5),
+                    **common,  # type: ignore[arg-type]
+                )
+            )
+        self._lanes.append(
+            _Lane(
+                name="bulk",
+                client_id=config.client_id,
+                filters=("#",),
+                skip_channels=URGENT_CHANNELS if config.urgent_lane else frozenset(),
+                batch_rows=config.batch_rows,
+                flush_ms=config.flush_ms,
+                writers=config.writers,
+                max_backlog=config.max_backlog,
+                **common,  # type: ignore[arg-type]
+            )
         )
-        self._threads = [
-            threading.Thread(target=self._writer.run, name=f"ingest-writer-{k}", daemon=True)
-            for k in range(config.writers)
-        ]
+        self.metrics.backlog.set_function(lambda: self.backlog)
+        self.connected = _AllConnected([lane.source.connected for lane in self._lanes])
+
+    @property
+    def sources(self) -> list[MqttSource]:
+        return [lane.source for lane in self._lanes]
 
     @property
     def backlog(self) -> int:
-        return self._inbox.qsize()
+        return sum(lane.inbox.qsize() for lane in self._lanes)
 
     def start(self, *, wait_connected_s: float = 10.0) -> None:
-        for thread in self._threads:
-            thread.start()
-        self.source.start()
-        if not self.source.connected.wait(wait_connected_s):
+        for lane in self._lanes:
+            for thread in lane.threads:
+                thread.start()
+            lane.source.start()
+        if not self.connected.wait(wait_connected_s):
             log.warning("ingest not yet connected to the broker after %.0fs; still trying", wait_connected_s)
 
     def stop(self) -> None:
-        self.source.stop()
-        self._writer.stop()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        for lane in self._lanes:
+            lane.source.stop()
+            lane.writer.stop()
+        for lane in self._lanes:
+            for thread in lane.threads:
+                thread.join(timeout=10)
+
+
+class _AllConnected:
+    """``is_set``/``wait`` over several lanes' connection events: connected means every lane is."""
+
+    def __init__(self, events: list[threading.Event]) -> None:
+        self._events = events
+
+    def is_set(self) -> bool:
+        return all(event.is_set() for event in self._events)
+
+    def wait(self, timeout: float) -> bool:
+        return all(event.wait(timeout) for event in self._events)

@@ -74,6 +74,7 @@ class BatchWriter:
         batch_rows: int = 1000,
         flush_ms: int = 50,
         writers: int = 2,
+        skip_channels: frozenset[str] = frozenset(),
     ) -> None:
         self._conninfo = conninfo
         self._inbox = inbox
@@ -83,6 +84,8 @@ class BatchWriter:
         self._limiter = limiter
         self._metrics = metrics
         self._batch_rows = batch_rows
+        # Channels another lane (its own MQTT session) stores: acknowledged here, never stored twice.
+        self._skip_channels = skip_channels
         self._flush_s = flush_ms / 1000
         self._registry = RegistryCache()
         self._sequences = SequenceTracker()
@@ -102,9 +105,10 @@ class BatchWriter:
         try:
             while not self._stopping.is_set():
                 with self._taking:
-                    batch = self._collect()
-                    if not batch:
+                    taken = self._collect()
+                    if not taken:
                         continue
+                    batch, skipped = self._split(taken)
                     ticket = self._next_ticket
                     self._next_ticket += 1
                     now = time.monotonic()
@@ -112,11 +116,23 @@ class BatchWriter:
                     devices = [_device_of(m.topic, root) for m in batch]
                     allow = self._limiter.allow
                     limited = [not allow(device_id, now) for device_id in devices]
-                self._handle(ticket, batch, devices, limited)
+                self._handle(ticket, batch, devices, limited, skipped)
         finally:
             conn: psycopg.Connection | None = getattr(self._local, "conn", None)
             if conn is not None:
                 conn.close()
+
+    def _split(self, taken: list[Inbound]) -> tuple[list[Inbound], list[Inbound]]:
+        """(messages to store here, messages another lane stores)."""
+        if not self._skip_channels:
+            return taken, []
+        keep: list[Inbound] = []
+        skip: list[Inbound] = []
+        root = self._policy.topic_root
+        for message in taken:
+            parsed = parse_topic(message.topic, root)
+            (skip if parsed is not None and parsed[1].value in self._skip_channels else keep).append(message)
+        return keep, skip
 
     def _collect(self) -> list[Inbound]:
         batch = self._inbox.take(self._batch_rows, 0.2)
@@ -133,9 +149,11 @@ class BatchWriter:
             batch.extend(self._inbox.take(self._batch_rows - len(batch), 0))
         return batch
 
-    def _handle(self, ticket: int, batch: list[Inbound], devices: list[str], limited: list[bool]) -> None:
+    def _handle(
+        self, ticket: int, batch: list[Inbound], devices: list[str], limited: list[bool], skipped: list[Inbound]
+    ) -> None:
         self._metrics.received.inc(len(batch))
-        result = self._store_with_retry(batch, devices, limited)
+        result = self._store_with_retry(batch, devices, limited) if batch else StoreResult([], 0, 0)
         with self._turn:
             while self._ack_ticket != ticket:
                 if self._stopping.is_set():
@@ -143,7 +161,7 @@ class BatchWriter:
                 self._turn.wait(0.1)
             try:
                 if result is not None:  # None: stopping while the database is away; redelivered later
-                    self._ack(batch)
+                    self._ack(batch + skipped if skipped else batch)
                     self._observe(result)
                     if result.new:
                         self._hand_off(result.new)
