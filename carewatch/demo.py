@@ -34,14 +34,13 @@ from carewatch import embedded
 from carewatch.runtime import Pipeline
 from carewatch.settings import Settings
 from carewatch.webhook_receiver import ReceivedDelivery, WebhookReceiver
-from schemas.api import CaregiverCreate, CarePlanContactCreate, DeviceCreate, HouseholdCreate, ResidentCreate
-from schemas.kinds import CareRole
 from simulator.demo import demo_fleet, demo_scenarios
 from simulator.fleet import Fleet
 from simulator.pacing import Pacer, drive
+from simulator.provision import CareTeam, provision_fleet
 from simulator.publisher import DevicePublisher, MqttTarget
 from simulator.timefmt import to_ms
-from storage import migrate, registry
+from storage import migrate
 
 log = logging.getLogger(__name__)
 
@@ -109,56 +108,15 @@ def _receiver() -> Iterator[WebhookReceiver]:
 
 def _provision(database_url: str, fleet: Fleet, receiver: WebhookReceiver) -> None:
     """Households, devices and care plans for the fleet, straight through the registry."""
-    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
-        staff = _caregiver(conn, "cg-committee", "Neighbourhood committee duty desk", receiver)
-        supervisor = _caregiver(conn, "cg-supervisor", "Street service-centre supervisor", receiver)
-        for home in fleet.homes:
-            registry.insert_household(
-                conn,
-                HouseholdCreate(
-                    household_id=home.household_id,
-                    name=f"Home {home.index + 1}",
-                    district=DEMO_DISTRICT,
-                    residents=[ResidentCreate(name=f"Resident {home.index + 1}")],
-                ),
-            )
-            volunteer = f"cg-volunteer-{home.index // HOMES_PER_VOLUNTEER + 1}"
-            if home.index % HOMES_PER_VOLUNTEER == 0:
-                _caregiver(conn, volunteer, f"Old Partner volunteer {home.index // HOMES_PER_VOLUNTEER + 1}", receiver)
-            for caregiver_id, role in (
-                (volunteer, CareRole.VOLUNTEER),
-                (staff, CareRole.COMMITTEE_STAFF),
-                (supervisor, CareRole.SUPERVISOR),
-            ):
-                registry.upsert_contact(
-                    conn, home.household_id, CarePlanContactCreate(caregiver_id=caregiver_id, role=role)
-                )
-            for device in home.devices:
-                registry.insert_device(
-                    conn,
-                    DeviceCreate(
-                        device_id=device.device_id,
-                        device_type=device.device_type,
-                        household_id=home.household_id,
-                        expected_interval_s=device.expected_interval_s,
-                    ),
-                )
+    team = CareTeam(receiver.url, receiver.secret, homes_per_volunteer=HOMES_PER_VOLUNTEER)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        provision_fleet(conn, fleet, district=DEMO_DISTRICT, team=team)
 
 
 def _operator_token(database_url: str) -> str:
     """A token for the demo district's operator, so a newcomer can log in and call the API at once."""
     with psycopg.connect(database_url) as conn:  # the with-block commits
         return create_token(conn, "operator", "demo-operator", district=DEMO_DISTRICT)
-
-
-def _caregiver(conn: psycopg.Connection, caregiver_id: str, name: str, receiver: WebhookReceiver) -> str:
-    registry.insert_caregiver(
-        conn,
-        CaregiverCreate.model_validate(
-            {"caregiver_id": caregiver_id, "name": name, "webhook_url": receiver.url, "webhook_secret": receiver.secret}
-        ),
-    )
-    return caregiver_id
 
 
 def _publish(

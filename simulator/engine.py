@@ -22,6 +22,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.kinds import AlertKind
 from simulator import payloads
 from simulator.devices import Home, SimDevice
 from simulator.payloads import SimMessage
@@ -30,6 +31,9 @@ from simulator.schedule import DayContext, schedule_day
 from simulator.timefmt import MINUTE_MS, SECOND_MS, local_day
 
 WILL_DELAY_MS = 90 * SECOND_MS
+# carewatch's maintenance notice levels (``detectors.config.HealthConfig`` defaults, docs/detectors.md).
+WEAK_SIGNAL_DBM = -110
+LOW_BATTERY_NOTICE_PCT = 20
 MAX_BATCH = 1440
 
 
@@ -132,6 +136,7 @@ class HomeRun:
         for run in self.devices.values():
             # Devices come online at the start, staggered over a minute: a retained status each.
             run.push(start_ms + (run.device.ordinal * 7919) % MINUTE_MS, "status")
+            self._notice_truth(run)
 
     def _inject(self, incident: Incident) -> None:
         kind, s, e = incident.kind, incident.start_ms, incident.end_ms
@@ -149,6 +154,19 @@ class HomeRun:
                 self._silence(run, s, e, stores=True)
         elif kind is ScenarioKind.BATTERY_DEATH and target is not None:
             target.push(s, "battery_dying")
+            # The 2 % status (and an alarm's chirp) is a maintenance notice before the device goes silent.
+            self.truth.append(
+                TruthRecord(
+                    "routine",
+                    "low_battery",
+                    self.home.household_id,
+                    s,
+                    s,
+                    AlertKind.MAINTENANCE,
+                    target.device.device_id,
+                    {"battery_pct": 2, "incident": kind.value},
+                )
+            )
             if target.device.slot.startswith("sa"):
                 target.push(s + 1, "smoke_low_battery")
             self._silence(target, s + 2 * 3600 * SECOND_MS, e, stores=False, battery_swap=True)
@@ -156,12 +174,35 @@ class HomeRun:
                 self.context.resets.append(e)
         elif kind is ScenarioKind.METER_SWAP:
             meter = self.devices["wm"]
-            self._silence(meter, s, e, stores=False)
+            # A technician's planned swap: the old meter signs off cleanly (DISCONNECT), so no Last Will.
+            self._silence(meter, s, e, stores=False, will=False)
             self.context.resets.append(s)
 
-    def _silence(self, run: DeviceRun, s: int, e: int, *, stores: bool, battery_swap: bool = False) -> None:
+    def _notice_truth(self, run: DeviceRun) -> None:
+        """Routine truth for what the very first status already shows: a weak signal or a low battery.
+
+        carewatch raises a low-severity MAINTENANCE notice for either (``docs/detectors.md``), so the
+        ground truth must account for it even in a run too short for a ``low_battery`` chirp.
+        """
+        device, at, notice = run.device, self.start_ms, AlertKind.MAINTENANCE
+        household = self.home.household_id
+        if device.rssi_dbm <= WEAK_SIGNAL_DBM:
+            detail: dict[str, object] = {"rssi_dbm": device.rssi_dbm}
+            self.truth.append(
+                TruthRecord("routine", "weak_signal", household, at, at, notice, device.device_id, detail)
+            )
+        if int(run.battery) <= LOW_BATTERY_NOTICE_PCT:
+            detail = {"battery_pct": int(run.battery)}
+            self.truth.append(
+                TruthRecord("routine", "low_battery_status", household, at, at, notice, device.device_id, detail)
+            )
+
+    def _silence(
+        self, run: DeviceRun, s: int, e: int, *, stores: bool, battery_swap: bool = False, will: bool = True
+    ) -> None:
         run.silences.append(Silence(s, e, stores))
-        run.push(s + WILL_DELAY_MS, "will")
+        if will:
+            run.push(s + WILL_DELAY_MS, "will")
         run.push(e, "status_back", battery_swap)
         if run.device.slot == "wm":
             run.push(e + 70 * SECOND_MS, "upload_backlog")

@@ -27,7 +27,7 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -38,8 +38,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulator import payloads
 from simulator.devices import SimDevice
 from simulator.payloads import SimMessage
+from simulator.wire import WireConnection
 
 logger = logging.getLogger(__name__)
+# The raw wire writes its buffer once it holds this much (and at every poll).
+_FLUSH_BYTES = 256 * 1024
 _SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
 
 
@@ -82,6 +85,18 @@ class MqttTarget:
             tls=tls,
         )
         return replace(target, **{k: v for k, v in overrides.items() if v is not None})
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for ``simulator.wire`` connections (None without TLS)."""
+        if not (self.tls or self.ca_file):
+            return None
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        if self.tls_insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     def client(self, client_id: str) -> mqtt.Client:
         """A configured, unconnected paho client (MQTT 3.1.1, clean session)."""
@@ -132,6 +147,10 @@ class _Connection:
         return self.sent - self.acked
 
 
+def _write_later(*_: Any) -> None:
+    """paho wants to write: ``_Loop.poll`` will (see ``_Loop.add``)."""
+
+
 class _Loop:
     """Drives a set of connections' network I/O from the calling thread."""
 
@@ -159,6 +178,10 @@ class _Loop:
             if time.monotonic() > deadline:
                 raise PublishError(conn.client_id, "no CONNACK in time")
             self.poll(0.05)
+        # Public paho API: with a "socket register write" callback, ``publish`` only queues the packet
+        # instead of calling ``loop_write`` itself, so ``poll`` writes many queued packets per call
+        # (measured +20-40 % messages/s on one connection). Every path that must get bytes out polls.
+        conn.client.on_socket_register_write = _write_later
 
     def drop(self, conn: _Connection) -> None:
         sock = conn.client.socket()
@@ -211,22 +234,120 @@ class _Loop:
         self.selector.close()
 
 
-class SharedPublisher:
-    """Connection sharing: ``connections`` clients named ``{client_id_prefix}-{n}`` carry all devices."""
+class _WireLoop:
+    """``SharedPublisher``'s connections on ``simulator.wire`` (see there for why), driven like ``_Loop``."""
 
-    def __init__(
-        self, target: MqttTarget, *, client_id_prefix: str, connections: int = 1, max_in_flight: int = 20_000
-    ) -> None:
+    def __init__(self, target: MqttTarget, client_ids: list[str], max_in_flight: int) -> None:
         self.target = target
-        self.loop = _Loop(max_in_flight)
-        self._conns = [
-            _Connection(target.client(f"{client_id_prefix}-{n}"), f"{client_id_prefix}-{n}") for n in range(connections)
-        ]
-        self._route: dict[str, _Connection] = {}
+        self.max_in_flight = min(max(1, max_in_flight), 60_000)
+        self.connections = [WireConnection(cid, keepalive_s=target.keepalive_s) for cid in client_ids]
+        self.selector = selectors.DefaultSelector()
+        self.published = 0
+        self._misc_at = 0.0
 
     def open(self) -> None:
-        for conn in self._conns:
-            self.loop.add(conn, self.target)
+        tls = self.target.ssl_context()
+        for conn in self.connections:
+            try:
+                conn.open(
+                    self.target.host,
+                    self.target.port,
+                    username=self.target.username,
+                    password=self.target.password,
+                    tls=tls,
+                )
+            except (OSError, ConnectionError) as exc:
+                where = f"{self.target.host}:{self.target.port}"
+                raise PublishError(conn.client_id, f"cannot connect to {where}: {exc}") from exc
+            self.selector.register(conn.fileno(), selectors.EVENT_READ, conn)
+
+    def publish(self, conn: WireConnection, message: SimMessage) -> None:
+        self.published += 1
+        if conn.in_flight >= self.max_in_flight:
+            while conn.in_flight >= self.max_in_flight:
+                self.poll(0.05)
+        conn.publish(message.topic, message.payload, retain=message.retain)
+        if conn.buffered >= _FLUSH_BYTES:
+            self._io(conn.flush, conn)
+
+    def poll(self, timeout_s: float) -> None:
+        """Write what is queued, count PUBACKs, keep connections alive; wait at most ``timeout_s``."""
+        for conn in self.connections:
+            self._io(conn.flush, conn)
+        ready = [c for c in self.connections if c.pending()]
+        if ready:
+            timeout_s = 0.0
+        for key, _ in self.selector.select(timeout_s):
+            ready.append(key.data)
+        for conn in ready:
+            self._io(conn.read, conn)
+        now = time.monotonic()
+        if now >= self._misc_at:
+            self._misc_at = now + 1.0
+            for conn in self.connections:
+                self._io(conn.keepalive, conn)
+
+    @staticmethod
+    def _io(operation: Callable[[], None], conn: WireConnection) -> None:
+        try:
+            operation()
+        except (OSError, ConnectionError) as exc:
+            raise PublishError(conn.client_id, f"connection lost ({exc})") from exc
+
+    def drain(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while any(c.in_flight for c in self.connections):
+            if time.monotonic() > deadline:
+                return False
+            self.poll(0.05)
+        return True
+
+    def close(self) -> None:
+        for conn in self.connections:
+            if conn.fileno() >= 0:
+                self.selector.unregister(conn.fileno())
+            conn.close()
+        self.selector.close()
+
+
+class SharedPublisher:
+    """Connection sharing: ``connections`` clients named ``{client_id_prefix}-{n}`` carry all devices.
+
+    ``wire="raw"`` (default) speaks MQTT through ``simulator.wire`` (about three times less CPU per
+    message than paho, see there); ``wire="paho"`` uses paho-mqtt like ``DevicePublisher``.
+    """
+
+    def __init__(
+        self,
+        target: MqttTarget,
+        *,
+        client_id_prefix: str,
+        connections: int = 1,
+        max_in_flight: int = 20_000,
+        wire: str = "raw",
+    ) -> None:
+        if wire not in ("raw", "paho"):
+            raise ValueError(f"wire must be 'raw' or 'paho', not {wire!r}")
+        self.target = target
+        client_ids = [f"{client_id_prefix}-{n}" for n in range(connections)]
+        self._wire: _WireLoop | None = None
+        self._paho: _Loop | None = None
+        self._conns: list[Any]
+        if wire == "raw":
+            self._wire = _WireLoop(target, client_ids, max_in_flight)
+            self._conns = list(self._wire.connections)
+        else:
+            self._paho = _Loop(max_in_flight)
+            self._conns = [_Connection(target.client(cid), cid) for cid in client_ids]
+        self._route: dict[str, Any] = {}
+
+    def open(self) -> None:
+        if self._wire is not None:
+            self._wire.open()
+        else:
+            assert self._paho is not None  # noqa: S101 - one of the two is set in __init__
+            for conn in self._conns:
+                self._paho.add(conn, self.target)
         logger.info("connected %d shared connection(s) to %s:%d", len(self._conns), self.target.host, self.target.port)
 
     def publish(self, message: SimMessage) -> None:
@@ -236,18 +357,37 @@ class SharedPublisher:
             device = message.device_id
             conn = self._conns[zlib.crc32(device.encode()) % len(self._conns)]
             self._route[message.topic] = conn
-        self.loop.publish(conn, message)
+        if self._wire is not None:
+            self._wire.publish(conn, message)
+        else:
+            assert self._paho is not None  # noqa: S101
+            self._paho.publish(conn, message)
 
     @property
     def published(self) -> int:
-        return self.loop.published
+        return self._wire.published if self._wire is not None else self._loop().published
+
+    @property
+    def acked(self) -> int:
+        """Messages the broker has acknowledged (PUBACK) so far."""
+        return sum(int(c.acked) for c in self._conns)
+
+    def _loop(self) -> _Loop | _WireLoop:
+        loop = self._wire or self._paho
+        assert loop is not None  # noqa: S101
+        return loop
 
     def poll(self, timeout_s: float) -> None:
-        self.loop.poll(timeout_s)
+        self._loop().poll(timeout_s)
+
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every message is acknowledged; False if ``timeout_s`` passed first."""
+        return self._loop().drain(timeout_s)
 
     def close(self, drain_s: float = 30.0) -> bool:
-        drained = self.loop.drain(drain_s)
-        self.loop.close()
+        loop = self._loop()
+        drained = loop.drain(drain_s)
+        loop.close()
         return drained
 
 

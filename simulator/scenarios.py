@@ -57,7 +57,8 @@ DEFAULT_DURATION_MS: dict[ScenarioKind, int] = {
     ScenarioKind.BATTERY_DEATH: DAY_MS,
     ScenarioKind.HOME_OUTAGE: 6 * HOUR_MS,
     ScenarioKind.AWAY_TRIP: 3 * DAY_MS,
-    ScenarioKind.METER_SWAP: 30 * MINUTE_MS,
+    # A technician's swap: short enough that even a live meter (30 min silence limit) is not missed.
+    ScenarioKind.METER_SWAP: 10 * MINUTE_MS,
 }
 DEFAULT_DEVICE: dict[ScenarioKind, str] = {
     ScenarioKind.FIRE: "sa1",

@@ -180,7 +180,8 @@ def _schedule_button(ctx: DayContext, day_start: int, plan: DayPlan, rng: random
     device = run.device
     for t in _every(day_start, device.phase_s, device.expected_interval_s):
         run.push(t, "status")
-    run.battery = max(run.battery - rng.uniform(0.02, 0.08), 20.0)  # recharged on its base, never flat
+    # Recharged on its base, never flat, and never down to carewatch's 20 % battery notice.
+    run.battery = max(run.battery - rng.uniform(0.02, 0.08), 25.0)
     if not plan.at_home:
         return
     awake = (plan.wake_s + 1800, plan.bed_s - 1800)
@@ -194,7 +195,8 @@ def _schedule_button(ctx: DayContext, day_start: int, plan: DayPlan, rng: random
         at = day_start + int(rng.uniform(*awake)) * 1000
         if plan.home_at((at - day_start) // 1000) and not ctx.idle(at):
             cancel = at + int(rng.uniform(5, 25) * SECOND_MS)
-            truth = _truth(ctx, "accidental_press", at, cancel, None, device.device_id)
+            # The press is an sos like any other (carewatch cannot know yet); the cancel only annotates it.
+            truth = _truth(ctx, "accidental_press", at, cancel, AlertKind.SOS, device.device_id)
             run.push(at, "call_sos", (None, truth))
             run.push(cancel, "call_cancel")
 

@@ -86,7 +86,7 @@ def _subscribe(url: str, topic: str) -> tuple[mqtt.Client, list[mqtt.MQTTMessage
 
 
 @pytest.mark.services
-@pytest.mark.parametrize("mode", ["shared", "device"])
+@pytest.mark.parametrize("mode", ["shared", "shared-paho", "device"])
 def test_publish_to_broker(mqtt_url: str, topic_root: str, mode: str) -> None:
     fleet = small_fleet(homes=3)
     offline = ScenarioRequest(ScenarioKind.DEVICE_OFFLINE, home=0, at="1h", duration_ms=3_600_000, device="cb")
@@ -94,8 +94,12 @@ def test_publish_to_broker(mqtt_url: str, topic_root: str, mode: str) -> None:
     subscriber, received, _ = _subscribe(mqtt_url, f"{topic_root}/#")
     target = MqttTarget.from_url(mqtt_url)
     publisher = (
-        SharedPublisher(target, client_id_prefix=f"simtest-{topic_root.split('/')[1]}")
-        if mode == "shared"
+        SharedPublisher(
+            target,
+            client_id_prefix=f"simtest-{topic_root.split('/')[1]}",
+            wire="paho" if mode == "shared-paho" else "raw",
+        )
+        if mode.startswith("shared")
         else DevicePublisher(target, sim.devices, topic_root=topic_root)
     )
     publisher.open()

@@ -59,7 +59,7 @@ def _registers(messages: list[tuple[int, float]]) -> list[float]:
 
 
 def _meter_series(sim_messages: object, device_id: str) -> list[tuple[int, float]]:
-    series = []
+    series: list[tuple[int, float]] = []
     for message in sim_messages:  # type: ignore[attr-defined]
         if message.device_id != device_id or not message.topic.endswith("/telemetry"):
             continue
