@@ -51,6 +51,7 @@ def ingest_config(settings: Settings) -> IngestConfig:
         max_backlog=settings.ingest_max_backlog,
         device_rate_per_s=settings.device_rate_per_s,
         device_rate_burst=settings.device_rate_burst,
+        urgent_lane=settings.ingest_urgent_lane,
     )
 
 
