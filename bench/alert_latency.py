@@ -181,6 +181,11 @@ def main() -> int:
             pipeline.stop()
         with psycopg.connect(database_url) as conn:
             stored = conn.execute("SELECT count(*) FROM readings").fetchone()
+            # Other alerts the background load raised compete with the presses for the dispatcher.
+            other_alerts = conn.execute(
+                "SELECT kind, count(*) FROM alerts WHERE kind <> 'sos' GROUP BY kind ORDER BY kind"
+            ).fetchall()
+            print(f"other alerts during the run: {dict(other_alerts) or 'none'}", flush=True)
             # Where the time goes, from the database's own stamps: publish → event committed (broker +
             # ingest), → alert opened (detectors), → first delivery (alerting).
             received = dict(

@@ -12,9 +12,9 @@ that was about to fire. Device health (``last_seen_at``) is written here too: on
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +33,8 @@ from storage.replay import load_records_received_since
 log = logging.getLogger(__name__)
 
 WATERMARK_KEY = "__runner__"
+READINGS_PER_ROUND = 500
+MAX_PENDING_READINGS = 200_000
 REPLAY_MARGIN = timedelta(minutes=2)
 
 
@@ -61,7 +63,11 @@ class DetectorRunner:
         self._snapshot_every_s = snapshot_every_s
         self._refresh_every_s = refresh_every_s
         self._clock = clock
-        self._queue: queue.Queue[list[Record]] = queue.Queue(maxsize=1000)
+        # Urgent records (events, status) and meter readings wait apart: the runner takes every urgent
+        # record first and readings in chunks, so an sos waits for at most one chunk of readings.
+        self._pending = threading.Condition()
+        self._urgent: deque[Record] = deque()
+        self._bulk: deque[Record] = deque()
         self._stopping = threading.Event()
         self._engine: Engine | None = None
         self._known: set[str] = set()
@@ -72,12 +78,19 @@ class DetectorRunner:
 
     def submit(self, committed: list[Accepted]) -> None:
         """Called by the ingest after commit; blocks (back-pressure) if detection falls far behind."""
-        records = [record for item in committed for record in item.records]
-        if records:
-            self._queue.put(records)
+        urgent = [r for item in committed for r in item.records if not isinstance(r, MeterSample)]
+        bulk = [r for item in committed for r in item.records if isinstance(r, MeterSample)]
+        with self._pending:
+            if bulk:
+                self._pending.wait_for(lambda: len(self._bulk) < MAX_PENDING_READINGS or self._stopping.is_set())
+                self._bulk.extend(bulk)
+            self._urgent.extend(urgent)
+            self._pending.notify_all()
 
     def stop(self) -> None:
         self._stopping.set()
+        with self._pending:
+            self._pending.notify_all()
 
     def run(self) -> None:
         """Thread body."""
@@ -88,11 +101,14 @@ class DetectorRunner:
             self._restore(conn)
             last_tick = last_snapshot = last_refresh = time.monotonic()
             while not self._stopping.is_set():
-                batch = self._drain(timeout=min(self._tick_s, 0.5))
+                urgent, bulk = self._take(timeout=min(self._tick_s, 0.5))
+                batch = urgent + bulk
                 now_mono = time.monotonic()
                 try:
-                    if batch:
-                        self._round(conn, batch, tick=False)
+                    if urgent:
+                        self._round(conn, urgent, tick=False)
+                    if bulk:
+                        self._round(conn, bulk, tick=False)
                     if now_mono - last_tick >= self._tick_s:
                         last_tick = now_mono
                         self._round(conn, [], tick=True)
@@ -119,17 +135,15 @@ class DetectorRunner:
             self._flush_last_seen(conn)
             self._snapshot(conn)
 
-    def _drain(self, timeout: float) -> list[Record]:
-        try:
-            records = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return []
-        while len(records) < 5_000:
-            try:
-                records.extend(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return records
+    def _take(self, timeout: float) -> tuple[list[Record], list[Record]]:
+        """Every pending urgent record, and at most ``READINGS_PER_ROUND`` readings (oldest first)."""
+        with self._pending:
+            self._pending.wait_for(lambda: bool(self._urgent or self._bulk) or self._stopping.is_set(), timeout)
+            urgent = list(self._urgent)
+            self._urgent.clear()
+            bulk = [self._bulk.popleft() for _ in range(min(READINGS_PER_ROUND, len(self._bulk)))]
+            self._pending.notify_all()
+        return urgent, bulk
 
     def _round(self, conn: psycopg.Connection, records: Sequence[Record], *, tick: bool) -> None:
         # Emergencies first: an sos or smoke event must not wait behind thousands of meter readings,
