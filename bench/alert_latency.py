@@ -9,7 +9,9 @@ whole pipeline (``carewatch.runtime.Pipeline``: ingest → detectors → alertin
 A separate process publishes meter readings from provisioned meters at ``--load-rate`` per second
 (paced in 10 ms ticks, QoS 1); this process presses ``sos`` on ``--presses`` call buttons of as many
 households (``--press-rate`` per second), each household with its own caregiver whose webhook is a
-``WebhookReceiver``. Latency = receiver's arrival time - the press's publish time (one clock).
+``WebhookReceiver`` in a child process (a caregiver's endpoint is never inside carewatch's process,
+so it must not compete for carewatch's GIL). Latency = receiver's arrival time - the press's publish
+time (one wall clock, one machine).
 
 The last line is ``alert_latency: delivered=<n>/<n> p50_ms=<n> p99_ms=<n> max_ms=<n> duplicates=<n>``;
 duplicates are distinct sos notifications beyond one per household; repeats of one idempotency key are
@@ -34,6 +36,7 @@ import secrets
 import tempfile
 import time
 import uuid
+from multiprocessing.connection import Connection
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -84,7 +87,48 @@ def load_publisher(url: str, meters: int, rate: float, stop: multiprocessing.syn
     client.loop_stop()
 
 
-def provision(conn: psycopg.Connection, homes: int, meters: int, receiver: WebhookReceiver) -> None:
+def _serve_receiver(secret: str, pipe: Connection) -> None:
+    """Child process: a ``WebhookReceiver`` answering the parent's commands over ``pipe``."""
+    receiver = WebhookReceiver(secret=secret).start()
+    pipe.send(receiver.url)
+    while True:
+        command, argument = pipe.recv()
+        if command == "wait_for":
+            pipe.send(receiver.wait_for(*argument))
+        elif command == "results":
+            pipe.send(([(d.body, d.received_unix) for d in receiver.deliveries], receiver.repeats))
+        else:
+            receiver.stop()
+            pipe.send(True)
+            return
+
+
+class RemoteReceiver:
+    """The caregivers' webhook endpoint, in its own process."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self._pipe, child = multiprocessing.Pipe()
+        self._process = multiprocessing.Process(target=_serve_receiver, args=(secret, child), daemon=True)
+        self._process.start()
+        self.url: str = self._pipe.recv()
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        self._pipe.send(("wait_for", (count, timeout)))
+        return bool(self._pipe.recv())
+
+    def results(self) -> tuple[list[tuple[dict[str, object], float]], int]:
+        self._pipe.send(("results", None))
+        deliveries, repeats = self._pipe.recv()
+        return deliveries, repeats
+
+    def stop(self) -> None:
+        self._pipe.send(("stop", None))
+        self._pipe.recv()
+        self._process.join(timeout=10)
+
+
+def provision(conn: psycopg.Connection, homes: int, meters: int, receiver: RemoteReceiver) -> None:
     with conn.cursor() as cur:
         with cur.copy("COPY households (household_id, name, district) FROM STDIN") as copy:
             for i in range(homes):
@@ -128,7 +172,7 @@ def main() -> int:
     database_url = f"postgresql://postgres@127.0.0.1:5432/{dbname}"
     workdir = Path(tempfile.mkdtemp(prefix="carewatch-bench-"))
     broker = start_mosquitto(workdir)
-    receiver = WebhookReceiver(secret=secrets.token_hex(16)).start()
+    receiver = RemoteReceiver(secrets.token_hex(16))
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     stop_load = multiprocessing.Event()
@@ -201,6 +245,7 @@ def main() -> int:
                 " FROM alerts a JOIN events e ON e.device_id = 'b-' || substr(a.household_id, 4) AND e.kind = 'sos'"
                 " WHERE a.kind = 'sos'"
             ).fetchone()
+        deliveries, repeats = receiver.results()
         receiver.stop()
         broker.stop()
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
@@ -208,12 +253,12 @@ def main() -> int:
 
     first: dict[str, float] = {}
     sos_notifications = 0
-    for delivery in receiver.deliveries:
-        if delivery.body.get("kind") != "sos" or delivery.body.get("reason") != "new":
+    for notification, received_unix in deliveries:
+        if notification.get("kind") != "sos" or notification.get("reason") != "new":
             continue
         sos_notifications += 1
-        household = str(delivery.body["household_id"])
-        first.setdefault(household, delivery.received_unix)
+        household = str(notification["household_id"])
+        first.setdefault(household, received_unix)
     latencies = [(first[h] - pressed_at[h]) * 1000 for h in first if h in pressed_at]
     duplicates = sos_notifications - len(first)
     ingest_ms = [(at - pressed_at[h]) * 1000 for h, at in received.items() if h in pressed_at]
@@ -226,7 +271,7 @@ def main() -> int:
     print(
         f"load: {load_rate:.0f} readings/s published during the presses ({stored[0] if stored else 0} stored);"
         f" presses {args.presses} at {args.press_rate:.0f}/s; dispatcher workers {args.workers};"
-        f" receiver repeats (same key) {receiver.repeats}"
+        f" receiver repeats (same key) {repeats}"
     )
     if not latencies:
         print(f"alert_latency: delivered=0/{args.presses} p50_ms=0 p99_ms=0 max_ms=0 duplicates={duplicates}")

@@ -12,6 +12,7 @@ Several pipelines may run against the same broker and database: the ingest share
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -136,6 +137,11 @@ class Pipeline:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
 
     def start(self) -> None:
+        # The alert path (detector runner, dispatcher) makes many short database round trips; after each
+        # it must win the GIL back from CPU-bound decode and MQTT threads. Python's default 5 ms switch
+        # interval turns that into tens of milliseconds per alert under load; 1 ms keeps emergencies fast
+        # at a small throughput cost (see bench/alert_latency.py).
+        sys.setswitchinterval(self.settings.gil_switch_interval_ms / 1000)
         for name, target in (("detectors", self.detectors.run), ("dispatcher", self.dispatcher.run)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()

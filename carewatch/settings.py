@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # MQTT push to the caregiver app and claim/decline replies from it.
     app_channel: bool = True
 
+    # Python's GIL switch interval for the pipeline process (see carewatch.runtime.Pipeline.start).
+    gil_switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
+
     log_level: str = "INFO"
 
     @classmethod
