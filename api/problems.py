@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from alerting.service import AlertConflictError, AlertNotFoundError
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -45,6 +47,15 @@ def install(app: FastAPI) -> None:
             for error in exc.errors()
         ]
         return problem(422, "Invalid request", "the request does not match the schema", errors=errors)
+
+    # Lifecycle refusals from alerting, the same for every route that claims, declines or resolves.
+    @app.exception_handler(AlertNotFoundError)
+    async def _no_alert(request: Request, exc: AlertNotFoundError) -> JSONResponse:
+        return problem(404, "Not found", str(exc))
+
+    @app.exception_handler(AlertConflictError)
+    async def _conflict(request: Request, exc: AlertConflictError) -> JSONResponse:
+        return problem(409, "Conflict", str(exc))
 
     @app.exception_handler(psycopg.DataError)
     async def _bad_value(request: Request, exc: psycopg.DataError) -> JSONResponse:

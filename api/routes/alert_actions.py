@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from alerting.service import AlertConflictError, AlertNotFoundError, decline_alert
+from alerting.service import decline_alert
+from api.audit import Audit
 from api.auth import Reader, Staff
 from api.deps import Connection, Context
 from api.problems import ProblemError
@@ -26,7 +27,7 @@ router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 @router.post("/{alert_id}/decline")
 def decline(
-    alert_id: int, body: AlertDecline, conn: Connection, principal: Reader, context: Context
+    alert_id: int, body: AlertDecline, conn: Connection, principal: Reader, context: Context, audit: Audit
 ) -> dict[str, object]:
     if access.alert_household(conn, principal.scope, alert_id) is None:
         raise ProblemError(404, "Not found", f"alert {alert_id} not found")
@@ -34,13 +35,9 @@ def decline(
         raise ProblemError(403, "Forbidden", "caregivers decline as themselves")
     if not store.on_care_plan(conn, alert_id, body.caregiver_id):
         raise ProblemError(422, "Invalid request", f"caregiver {body.caregiver_id} is not on this alert's care plan")
-    try:
-        with conn.transaction():
-            escalated = decline_alert(conn, alert_id, body.caregiver_id, body.note, context.clock(), context.alerting)
-    except AlertNotFoundError as exc:
-        raise ProblemError(404, "Not found", str(exc)) from exc
-    except AlertConflictError as exc:
-        raise ProblemError(409, "Conflict", str(exc)) from exc
+    with conn.transaction():  # refusals become 404/409 problems (api.problems)
+        escalated = decline_alert(conn, alert_id, body.caregiver_id, body.note, context.clock(), context.alerting)
+        audit("decline", "alert", alert_id, detail=f"by caregiver {body.caregiver_id}")
     context.on_alert_changed(alert_id)
     return {"alert_id": alert_id, "declined_by": body.caregiver_id, "escalated": escalated}
 

@@ -14,7 +14,7 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Path, Query
 
-from alerting.service import AlertConflictError, AlertNotFoundError, claim_alert, resolve_alert
+from alerting.service import claim_alert, resolve_alert
 from api.audit import Audit
 from api.auth import Principal, Reader
 from api.deps import Connection, Context
@@ -104,14 +104,9 @@ def claim(
         raise ProblemError(403, "Forbidden", "a caregiver claims alerts as themselves")
     if not registry.caregiver_exists(conn, body.caregiver_id):
         raise ProblemError(422, "Invalid request", f"caregiver {body.caregiver_id} not found")
-    try:
-        with conn.transaction():
-            claim_alert(conn, alert_id, body.caregiver_id, context.clock(), context.alerting)
-            audit("claim", "alert", alert_id, detail=f"for caregiver {body.caregiver_id}")
-    except AlertNotFoundError as exc:
-        raise ProblemError(404, "Not found", str(exc)) from exc
-    except AlertConflictError as exc:
-        raise ProblemError(409, "Conflict", str(exc)) from exc
+    with conn.transaction():  # refusals become 404/409 problems (api.problems)
+        claim_alert(conn, alert_id, body.caregiver_id, context.clock(), context.alerting)
+        audit("claim", "alert", alert_id, detail=f"for caregiver {body.caregiver_id}")
     context.on_alert_changed(alert_id)
     return alert_or_404(conn, principal, alert_id)
 
@@ -123,13 +118,8 @@ def resolve(
     """Close the alert with its outcome. A caregiver is recorded as the actor whatever ``actor`` says."""
     alert_or_404(conn, principal, alert_id)
     actor = principal.subject if principal.role is ApiRole.CAREGIVER else body.actor
-    try:
-        with conn.transaction():
-            resolve_alert(conn, alert_id, actor, body.outcome, body.note, context.clock())
-            audit("resolve", "alert", alert_id, detail=f"outcome {body.outcome.value} by {actor}")
-    except AlertNotFoundError as exc:
-        raise ProblemError(404, "Not found", str(exc)) from exc
-    except AlertConflictError as exc:
-        raise ProblemError(409, "Conflict", str(exc)) from exc
+    with conn.transaction():  # refusals become 404/409 problems (api.problems)
+        resolve_alert(conn, alert_id, actor, body.outcome, body.note, context.clock())
+        audit("resolve", "alert", alert_id, detail=f"outcome {body.outcome.value} by {actor}")
     context.on_alert_changed(alert_id)
     return alert_or_404(conn, principal, alert_id)

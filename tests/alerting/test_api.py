@@ -139,6 +139,10 @@ def test_decline_through_the_api(client: httpx.Client, tokens: dict[str, str], c
     assert answer.json() == {"alert_id": alert_id, "declined_by": "api-vol", "escalated": False}
     answer = client.post(f"/alerts/{alert_id}/decline", json={"caregiver_id": "api-fam"}, headers=auth(tokens, "fam"))
     assert answer.json()["escalated"] is True  # everyone at step 0 declined: the supervisor is next
+    declines = conn.execute(
+        "SELECT subject, resource_id FROM audit_log WHERE action = 'decline' ORDER BY audit_id"
+    ).fetchall()
+    assert declines == [("api-vol", str(alert_id)), ("api-fam", str(alert_id))]  # every write is audited
     deliveries = client.get(f"/alerts/{alert_id}/deliveries", headers=auth(tokens, "op")).json()
     assert {(d["caregiver_id"], d["channel"], d["level"]) for d in deliveries} >= {
         ("api-fam", "webhook", 0),
