@@ -2,7 +2,8 @@
 
 Signs in with a caregiver token, claims and resolves an alert from the board, sees an alert opened by
 another process appear live (SSE), opens the household page with its chart, and checks the screenshots
-are not blank. The screenshots are also written to ``docs/img/`` for the README.
+are not blank. With ``CAREWATCH_UPDATE_SCREENSHOTS=1`` the screenshots are also written to ``docs/img/``
+for the README (otherwise a test run leaves the tree untouched).
 
 Playwright never downloads a browser here: ``executable_path`` points at the system Chromium. The test
 is skipped (by an explicit marker) only where that binary is missing: ``scripts/bootstrap`` installs it.
@@ -10,6 +11,7 @@ is skipped (by an explicit marker) only where that binary is missing: ``scripts/
 
 from __future__ import annotations
 
+import os
 import statistics
 import struct
 import zlib
@@ -26,7 +28,14 @@ from schemas.kinds import AlertKind, Severity
 from tests.api.world import Served, World, finding
 
 CHROMIUM = Path("/usr/bin/chromium")
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
+DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
+
+
+def _shot_path(tmp_path: Path, name: str) -> str:
+    folder = DOC_IMAGES if os.environ.get("CAREWATCH_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    return str(folder / name)
+
+
 # As root on a machine with a closed network: no sandbox, and no background calls to Google's hosts.
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -66,7 +75,9 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-def test_claim_resolve_live_update_and_chart(browser: Browser, server: Served, world: World, database_url: str) -> None:
+def test_claim_resolve_live_update_and_chart(
+    browser: Browser, server: Served, world: World, database_url: str, tmp_path: Path
+) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -91,8 +102,8 @@ def test_claim_resolve_live_update_and_chart(browser: Browser, server: Served, w
     expect(page.locator(f'li.card[data-alert-id="{new_id}"]')).to_be_visible(timeout=10_000)
 
     # The board with a claimed and a live-arrived alert: checked not blank, kept for the README.
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    board = page.screenshot(path=str(IMAGES / "alert-board.png"), full_page=True)
+    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+    board = page.screenshot(path=_shot_path(tmp_path, "alert-board.png"), full_page=True)
     distinct, spread = png_pixel_spread(board)
     assert distinct > 20, distinct
     assert spread > 5, spread
@@ -112,7 +123,7 @@ def test_claim_resolve_live_update_and_chart(browser: Browser, server: Served, w
     expect(page.locator(".chart svg rect.bar").first).to_be_attached()
     expect(page.locator(".chart svg polygon.band")).to_have_count(1)
     expect(page.locator(".chart svg line.marker").first).to_be_attached()
-    household = page.screenshot(path=str(IMAGES / "household.png"), full_page=True)
+    household = page.screenshot(path=_shot_path(tmp_path, "household.png"), full_page=True)
     assert png_pixel_spread(household)[1] > 5
     assert errors == []
     page.close()
