@@ -25,7 +25,18 @@ from api.auth import get_principal
 from api.deps import ApiContext
 from api.feed import AlertFeed
 from api.health import ReadinessCheck, database_check, dispatcher_backlog_check, run_checks
-from api.routes import admin, alert_actions, alerts, care_plans, caregivers, devices, households, readings, stream
+from api.routes import (
+    admin,
+    alert_actions,
+    alerts,
+    care_plans,
+    caregivers,
+    devices,
+    household_settings,
+    households,
+    readings,
+    stream,
+)
 from api.routes import service_levels as service_level_routes
 from schemas.api import Readiness
 
@@ -69,7 +80,17 @@ def create_app(
     authenticated = [Depends(get_principal)]
     # stream before alerts: "/alerts/stream" must not be read as "/alerts/{alert_id}".
     alerting_routes = (alert_actions, care_plans, service_level_routes)  # issue 5
-    for module in (households, caregivers, devices, readings, stream, alerts, admin, *alerting_routes):
+    for module in (
+        households,
+        household_settings,
+        caregivers,
+        devices,
+        readings,
+        stream,
+        alerts,
+        admin,
+        *alerting_routes,
+    ):
         app.include_router(module.router, prefix="/api/v1", dependencies=authenticated)
 
     checks = [database_check(pool), dispatcher_backlog_check(pool, clock), *readiness_checks]

@@ -116,6 +116,7 @@ class Pipeline:
             alerting=self.alerting,
             on_alerts=lambda alert_ids: self.dispatcher.wake.set(),
             tick_s=settings.detector_tick_s,
+            refresh_every_s=settings.detector_refresh_s,
         )
         self.ingest = IngestService(
             config=ingest_config(settings),

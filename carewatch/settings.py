@@ -48,6 +48,7 @@ class Settings(BaseSettings):
 
     # Detectors
     detector_tick_s: float = Field(default=5.0, gt=0)
+    detector_refresh_s: float = Field(default=30.0, gt=0)  # reload household settings and devices
     offline_grace_factor: float = Field(default=2.0, ge=1)
 
     # Alerting

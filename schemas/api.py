@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from schemas.kinds import CareRole, DeviceType
 
@@ -244,3 +244,69 @@ class ReadyCheck(_Body):
 class Readiness(_Body):
     ready: bool
     checks: list[ReadyCheck]
+
+
+# --- Per-household detector settings (issue 4's "per-household settings", set through the API) ---
+
+_CLOCK = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+# An announced absence longer than this is a mistake more often than a plan (and switches detection off).
+MAX_ABSENCE_DAYS = 366
+MAX_ABSENCES = 200
+
+
+class AbsenceReason(StrEnum):
+    AWAY = "away"
+    HOSPITAL = "hospital"
+
+
+class AbsencePeriod(_Body):
+    """An away trip or hospital stay: inactivity and routine findings are suppressed inside
+    ``[start, end)``; emergency presses, smoke and device health never are."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+    reason: AbsenceReason = AbsenceReason.AWAY
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AbsencePeriod:
+        if not self.start < self.end:
+            raise ValueError("end must be after start")
+        if self.end - self.start > timedelta(days=MAX_ABSENCE_DAYS):
+            raise ValueError(f"an absence lasts at most {MAX_ABSENCE_DAYS} days")
+        return self
+
+
+class QuietWindowBody(_Body):
+    """Local time of the household, ``HH:MM``; may cross midnight (``22:00``-``07:00``)."""
+
+    start: Annotated[str, Field(pattern=_CLOCK)]
+    end: Annotated[str, Field(pattern=_CLOCK)]
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietWindowBody:
+        if self.start == self.end:
+            raise ValueError("a quiet window needs different start and end")
+        return self
+
+
+class HouseholdSettingsPut(_Body):
+    """The whole of a household's detector settings (``households.settings``); ``None`` thresholds use the
+    fleet-wide configuration. The timezone is the household's own (``HouseholdCreate.timezone``)."""
+
+    flat_min_litres: float | None = Field(default=None, ge=0, le=1000)
+    flat_window_h: float | None = Field(default=None, ge=1, le=72)
+    daily_max_l: float | None = Field(default=None, gt=0, le=100_000)
+    routine_enabled: bool = True
+    away: list[AbsencePeriod] = Field(default_factory=list, max_length=MAX_ABSENCES)
+    quiet: list[QuietWindowBody] = Field(default_factory=list, max_length=10)
+
+
+class HouseholdSettingsPublic(HouseholdSettingsPut):
+    household_id: str
+    timezone: str
+
+
+class AbsenceEnd(_Body):
+    """End every absence under way at ``at`` (default: now): the resident came home early."""
+
+    at: AwareDatetime | None = None
