@@ -2,13 +2,15 @@
 
 Lanes keep emergencies out of the telemetry queue. With ``urgent_lane`` on (the default):
 - the urgent lane is its own MQTT session (client id ``{client_id}-urgent``) subscribed to the
-  ``event`` and ``status`` channels only, with small batches and a short flush, so an ``sos`` or a smoke
-  ``alarm`` is committed and handed to the detectors in milliseconds even when meter telemetry is
+  ``event`` channel only, with small batches and a short flush, so an ``sos`` or a smoke ``alarm`` is
+  committed and handed to the detectors in milliseconds even when telemetry and status heartbeats are
   hours behind (a broker backlog after an outage, NB-IoT batch uploads, a slow database);
-- the bulk lane (client id ``{client_id}``) subscribes to ``{root}/dev/#``: telemetry, plus any topic
-  that does not fit the scheme (kept as a ``bad_topic`` reject). Its copies of ``event``/``status``
+- the bulk lane (client id ``{client_id}``) subscribes to ``{root}/dev/#``: telemetry and status, plus
+  any topic that does not fit the scheme (kept as a ``bad_topic`` reject). Its copies of ``event``
   messages are acknowledged without being stored, since the urgent session has its own copy and
-  stores it.
+  stores it. Events are rare (presses and alarms, a few per device per month), so receiving them twice
+  costs nothing measurable; heartbeats, which are most of the traffic, are not duplicated
+  (bench/ingest.py: putting ``status`` in the urgent lane halved the drain rate).
 Each session is persistent and acknowledges only after commit, so the guarantees hold per lane.
 """
 
@@ -30,7 +32,7 @@ from ingest.writer import BatchWriter, CommittedHandler
 
 log = logging.getLogger(__name__)
 
-URGENT_CHANNELS = frozenset({"event", "status"})
+URGENT_CHANNELS = frozenset({"event"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ class IngestService:
                 _Lane(
                     name="urgent",
                     client_id=f"{config.client_id}-urgent",
-                    filters=("+/event", "+/status"),
+                    filters=("+/event",),
                     skip_channels=frozenset(),
                     batch_rows=min(config.batch_rows, 200),
                     flush_ms=min(config.flush_ms, 10),
