@@ -124,12 +124,13 @@ class DayLedger:
             return []
         limit = view.settings.daily_max_l if view.settings.daily_max_l is not None else cfg.daily_max_l
         reason = ""
-        if self.today_total > limit:
+        p90 = self._usual_high()
+        # The program's absolute bound is for homes where it is exceptional; a home whose own usual
+        # high day is above it (a garden, a large family) is judged against its own history instead.
+        if self.today_total > limit and (p90 is None or p90 < limit):
             reason = f"above the program's daily maximum of {limit:g} L"
-        else:
-            p90 = self._usual_high()
-            if p90 is not None and self.today_total > max(cfg.relative_min_l, cfg.relative_factor * p90):
-                reason = f"{self.today_total / max(p90, 1.0):.1f}× this home's usual high day ({p90:.0f} L)"
+        elif p90 is not None and self.today_total > max(cfg.relative_min_l, cfg.relative_factor * p90):
+            reason = f"{self.today_total / max(p90, 1.0):.1f}× this home's usual high day ({p90:.0f} L)"
         if not reason:
             return []
         self.excess_day = self.today

@@ -31,6 +31,7 @@ re-raise), and pending timers (silence deadlines, held notices) are re-armed fro
 from __future__ import annotations
 
 import heapq
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -47,17 +48,38 @@ from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record, Status
 
 SNAPSHOT_VERSION = 1
 Logic = MeterLogic | SmokeLogic | CallLogic
+log = logging.getLogger(__name__)
+_BAD_SNAPSHOT = (KeyError, TypeError, ValueError, IndexError, AttributeError)
+
+
+def _checked(state: Any) -> dict[str, Any]:
+    """The snapshot if its version is one this code reads (fields added later default on restore)."""
+    if not isinstance(state, dict) or state.get("v") != SNAPSHOT_VERSION:
+        raise ValueError(f"snapshot version {state.get('v') if isinstance(state, dict) else type(state)!r}")
+    return state
 
 
 class _Household:
     __slots__ = ("devices", "health", "held", "view")
 
-    def __init__(self, household_id: str, cfg: DetectorSuiteConfig, state: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, household_id: str, cfg: DetectorSuiteConfig, view: HouseholdView, state: dict[str, Any] | None = None
+    ) -> None:
         s = state or {}
-        self.view = HouseholdView(HouseholdSettings())
+        # Households without settings share the engine's default view (memory: one per fleet).
+        self.view = view
         self.health = HouseholdHealth(household_id, cfg.health, s.get("health"))
         self.held = HeldFindings(s.get("held"))
-        self.devices: set[str] = set()
+        # A list, not a set: a home has a handful of devices and a set costs 216 B even for one.
+        self.devices: list[str] = []
+
+    def add(self, device_id: str) -> None:
+        if device_id not in self.devices:
+            self.devices.append(device_id)
+
+    def discard(self, device_id: str) -> None:
+        if device_id in self.devices:
+            self.devices.remove(device_id)
 
 
 class Engine:
@@ -69,15 +91,27 @@ class Engine:
         self._health: dict[str, DeviceHealth] = {}
         self._logic: dict[str, Logic] = {}
         self._households: dict[str, _Household] = {}
+        self._default_view = HouseholdView(HouseholdSettings())
         self._heap: list[tuple[float, str]] = []
         self._scheduled: dict[str, float] = {}
         self._dirty: set[str] = set()
+        # Registered devices not heard from yet and not watched yet: the next tick starts their clock.
+        self._unwatched: set[str] = set()
+        # A snapshot another version wrote in a shape this one cannot read starts that key fresh
+        # (logged): the device is re-registered by the runner and relearns; detection never stops.
         for key, state in (snapshots or {}).items():
             if key.startswith("hh:"):
-                self._households[key[3:]] = _Household(key[3:], config, state)
+                try:
+                    self._households[key[3:]] = _Household(key[3:], config, self._default_view, _checked(state))
+                except _BAD_SNAPSHOT as exc:
+                    log.warning("snapshot %s unreadable (%r); starting that household fresh", key, exc)
         for key, state in (snapshots or {}).items():
             if key.startswith("dev:"):
-                self._restore_device(state)
+                try:
+                    self._restore_device(_checked(state))
+                except _BAD_SNAPSHOT as exc:
+                    self._forget(key[4:])
+                    log.warning("snapshot %s unreadable (%r); starting that device fresh", key, exc)
 
     # Registry and settings --------------------------------------------------------------------
     def upsert_device(self, device: DeviceInfo) -> None:
@@ -92,20 +126,29 @@ class Engine:
             self._health[device.device_id].device = device
             self._logic[device.device_id].device = device
             if old.household_id != device.household_id:
-                self._household(old.household_id).devices.discard(device.device_id)
+                self._household(old.household_id).discard(device.device_id)
         self._devices[device.device_id] = device
-        self._household(device.household_id).devices.add(device.device_id)
+        self._household(device.household_id).add(device.device_id)
         self._dirty.add(key)
+        self._watch_if_silent(device.device_id)
         self._schedule_device(device.device_id)
+
+    def _watch_if_silent(self, device_id: str) -> None:
+        health = self._health[device_id]
+        if health.last_heard is None and health.watch_from is None:
+            self._unwatched.add(device_id)
 
     def remove_device(self, device_id: str) -> None:
         """Forget a decommissioned device (its snapshot key should be deleted by the caller)."""
+        self._forget(device_id)
+
+    def _forget(self, device_id: str) -> None:
         device = self._devices.pop(device_id, None)
         self._health.pop(device_id, None)
         self._logic.pop(device_id, None)
         self._scheduled.pop(f"dev:{device_id}", None)
         if device is not None:
-            self._household(device.household_id).devices.discard(device_id)
+            self._household(device.household_id).discard(device_id)
 
     def set_household(self, household_id: str, settings: HouseholdSettings) -> None:
         self._household(household_id).view = HouseholdView(settings)
@@ -158,6 +201,13 @@ class Engine:
         t_now = epoch(now)
         out: list[Finding] = []
         released: list[Finding] = []  # already held once: never held again
+        for device_id in sorted(self._unwatched):
+            health = self._health.get(device_id)
+            if health is not None and health.last_heard is None and health.watch_from is None:
+                health.watch_from = t_now
+                self._dirty.add(f"dev:{device_id}")
+                self._schedule_device(device_id)
+        self._unwatched.clear()
         while self._heap and self._heap[0][0] <= t_now:
             due, key = heapq.heappop(self._heap)
             if self._scheduled.get(key) != due:
@@ -187,8 +237,11 @@ class Engine:
             return []
         household = self._household(health.device.household_id)
         self._dirty.add(f"hh:{health.device.household_id}")
-        since = health.last_heard if health.last_heard is not None else now
-        return household.health.device_offline(health, since, now, "silent", self._peers(household), household.view)
+        if health.last_heard is None:
+            since, reason = health.watch_from if health.watch_from is not None else now, "never_heard"
+        else:
+            since, reason = health.last_heard, "silent"
+        return household.health.device_offline(health, since, now, reason, self._peers(household), household.view)
 
     def _schedule(self, key: str, due: float | None) -> None:
         if due is None:
@@ -248,7 +301,8 @@ class Engine:
         self._devices[device_id] = device
         self._health[device_id] = DeviceHealth(device, self._cfg.health, state.get("health"))
         self._logic[device_id] = self._build(device, state.get("logic"))
-        self._household(household_id).devices.add(device_id)
+        self._household(household_id).add(device_id)
+        self._watch_if_silent(device_id)
         self._schedule_device(device_id)
         self._schedule_household(household_id)
 
@@ -271,7 +325,7 @@ class Engine:
     def _household(self, household_id: str) -> _Household:
         found = self._households.get(household_id)
         if found is None:
-            found = self._households[household_id] = _Household(household_id, self._cfg)
+            found = self._households[household_id] = _Household(household_id, self._cfg, self._default_view)
         return found
 
     def _peers(self, household: _Household) -> list[DeviceHealth]:

@@ -41,7 +41,7 @@ def describe(device: DeviceInfo) -> str:
 class DeviceHealth:
     """Liveness and battery/signal state of one device."""
 
-    __slots__ = ("battery_low", "cfg", "device", "last_heard", "offline_since", "weak")
+    __slots__ = ("battery_low", "cfg", "device", "last_heard", "offline_since", "watch_from", "weak")
 
     def __init__(self, device: DeviceInfo, cfg: HealthConfig, state: dict[str, Any] | None = None) -> None:
         self.device = device
@@ -52,6 +52,9 @@ class DeviceHealth:
         self.offline_since: float | None = s.get("off")
         self.battery_low: bool = s.get("bat", False)
         self.weak: bool = s.get("weak", False)
+        # A registered device never heard from is watched from the first tick after registration
+        # (processing time): a meter installed but never reporting is offline, not silent forever.
+        self.watch_from: float | None = s.get("watch")
 
     def silence_limit_s(self) -> float:
         interval = float(self.device.expected_interval_s)
@@ -66,9 +69,10 @@ class DeviceHealth:
         return back
 
     def next_timer(self) -> float | None:
-        if self.offline_since is not None or self.last_heard is None or self.device.expected_interval_s <= 0:
+        heard = self.last_heard if self.last_heard is not None else self.watch_from
+        if self.offline_since is not None or heard is None or self.device.expected_interval_s <= 0:
             return None
-        return self.last_heard + self.silence_limit_s()
+        return heard + self.silence_limit_s()
 
     def on_status(self, report: StatusReport, view: HouseholdView) -> list[Finding]:
         """Battery and signal notices from a status report (offline handling is the engine's)."""
@@ -112,7 +116,13 @@ class DeviceHealth:
         return out
 
     def snapshot(self) -> dict[str, Any]:
-        return {"heard": self.last_heard, "off": self.offline_since, "bat": self.battery_low, "weak": self.weak}
+        return {
+            "heard": self.last_heard,
+            "off": self.offline_since,
+            "bat": self.battery_low,
+            "weak": self.weak,
+            "watch": self.watch_from,
+        }
 
 
 class HouseholdHealth:
@@ -159,6 +169,9 @@ class HouseholdHealth:
         why = (
             "reported going offline (its Last Will)"
             if reason == "last_will"
+            else f"never reported since it was registered (watched from {view.fmt(since, now)}, "
+            f"expected every {hours(dev.expected_interval_s)})"
+            if reason == "never_heard"
             else f"silent since {view.fmt(since, now)} (expected every {hours(dev.expected_interval_s)})"
         )
         evidence = f"{describe(dev)} {why}"

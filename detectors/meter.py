@@ -20,16 +20,19 @@ per device). A reading older than the newest one already applied lies inside an 
 is already known exactly; it is counted (``late_inside``) but not re-evaluated, because any quiet
 stretch it could reveal has, by construction, already ended with water use.
 
-Flat program rule. For each enabled :class:`FlatRuleConfig`, the longest window ending at the newest
-reading with less than ``min_litres`` is found from a short list of *step points* (time the register
-first reached a value), kept only within ``min_litres`` of the current register and thinned to steps
-of at least 1/16 of the threshold. Thinning can only make a window look shorter, never longer, so it
-may delay an alert by one interval but can never invent one. A fired rule stays fired until at least
-``resume_l`` more litres are used, and the next window starts after that. With ``personal`` (the
-default) and a routine baseline, the rule also waits while the stretch without a single use is no
-longer than the routine detector's limit for this time of day (the resident's usual longest
-quiet plus its margin); without a baseline (a new
-meter, a new resident) it is the program rule exactly.
+Flat program rule (``personal=False``). For each such :class:`FlatRuleConfig`, the longest window
+ending at the newest reading with less than ``min_litres`` is found from a short list of *step points*
+(time the register first reached a value), kept only within ``min_litres`` of the current register and
+thinned to steps of at least 1/16 of the threshold. Thinning can only make a window look shorter, never
+longer, so it may delay an alert by one interval but can never invent one. A fired rule stays fired
+until at least ``resume_l`` more litres are used, and the next window starts after that.
+
+Backstop (``personal=True``, the default suite's 12 h rule). No single use for ``window_h`` hours,
+counted from the *start* of the interval whose reading last showed use: the use may have ended anywhere
+in that interval, so the backstop fires no later than 12 h after the real last use on any reading grid
+(15-minute or hourly), which is what "within 12 h of the incident" needs. "Use" is an interval adding at
+least ``use_min_l`` above the home's standing flow (``FlowLogic.standing_lph``): drips and a leaking
+cistern are not a resident. It clears at the next use and is never held back, for any resident.
 
 The routine, flow and excess detectors live in their own modules and are driven from here.
 """
@@ -73,6 +76,7 @@ class MeterLogic:
         "series_start",
         "steps",
         "use_r",
+        "use_t0",
     )
 
     def __init__(self, device: DeviceInfo, cfg: DetectorSuiteConfig, state: dict[str, Any] | None = None) -> None:
@@ -85,6 +89,9 @@ class MeterLogic:
         self.series_n: int = s.get("sn", 0)
         self.last_use: float | None = s.get("use")
         self.use_r: float = s.get("use_r", 0.0)
+        # Start of the interval that last showed use: the use may have ended anywhere inside it, so
+        # the backstop counts its 12 h from here and never fires later than 12 h after the last use.
+        self.use_t0: float | None = s.get("use_t0", self.last_use)
         # (time, register) of the series before a reset, to recognise a one-reading glitch.
         self.prev: list[float] | None = s.get("prev")
         self.steps: list[list[float]] = [list(p) for p in s.get("steps", [])]
@@ -115,20 +122,24 @@ class MeterLogic:
             self.flow.boundary()
             return []
         self.series_n += 1
-        used = litres >= self.cfg.use_min_l
+        self.flow.note_interval(t0, t, litres, view)
+        # A standing leak is not a resident: only use above the home's own minimum flow counts.
+        used = litres - self.flow.standing_lph * (t - t0) / 3600 >= self.cfg.use_min_l
         if used:
-            self.last_use, self.use_r = t, r
+            self.last_use, self.use_r, self.use_t0 = t, r, t0
         if litres > 0:
             self._add_step(t, r, view)
         out: list[Finding] = []
         self.ledger.add(t0, t, litres, used, view)
-        self._clear_fired(t, r)
+        self._clear_fired(t, r, used)
         suppressed = view.away_reason(t)
         floor = max(self.series_start, view.away_floor(t))
         out.extend(self._flat_rules(t, now, r, floor, suppressed, view))
         q = self._quiet_start(floor)
         since = max(r - self.use_r, 0.0) if self.last_use is not None and q == self.last_use else 0.0
-        out.extend(self.routine.check(self.ledger, t, now, q, since, suppressed, view))
+        # Once the backstop or program rule has raised this stretch, a later routine finding adds nothing.
+        raised = suppressed or ("inactivity" if any("reg" in st for st in self.fired.values()) else None)
+        out.extend(self.routine.check(self.ledger, t, now, q, since, raised, view))
         out.extend(self.flow.on_interval(t0, t, litres, now, view))
         out.extend(self.ledger.check_excess(t, now, view))
         return out
@@ -148,7 +159,7 @@ class MeterLogic:
             if -self.cfg.reset_tolerance_l <= back <= self.cfg.max_plausible_lpm * max(t - prev_t, 60) / 60:
                 # The low reading was a glitch: the register is back on its old series.
                 self.prev = None
-                self.steps = [[t, r]]
+                self.steps = [[t, r]] if self._program else []
                 return max(back, 0.0)
         self.prev = [last_t, self.last_r]
         self.resets += 1
@@ -159,10 +170,11 @@ class MeterLogic:
         self.last_t, self.last_r = t, r
         self.series_start = t
         self.series_n = 0
-        self.steps = [[t, r]]
+        # Step points serve the program rule only (memory: the default suite runs the backstop).
+        self.steps = [[t, r]] if self._program else []
 
     def _add_step(self, t: float, r: float, view: HouseholdView) -> None:
-        rules = [view.settings.flat_rule(rule) for rule in self._rules()]
+        rules = [view.settings.flat_rule(rule) for rule in self._rules() if not rule.personal]
         if not rules:
             return
         widest = max(rule.min_litres for rule in rules)
@@ -171,6 +183,10 @@ class MeterLogic:
             self.steps.append([t, r])
         while len(self.steps) > 1 and self.steps[0][1] <= r - widest:
             self.steps.pop(0)
+
+    @property
+    def _program(self) -> bool:
+        return any(not rule.personal for rule in self._rules())
 
     def _rules(self) -> list[FlatRuleConfig]:
         return [rule for rule in self.cfg.flat_rules if rule.enabled]
@@ -194,10 +210,16 @@ class MeterLogic:
             start = next((p[0] for p in self.steps if p[1] > r - rule.min_litres), t)
             start = max(start, rule_floor)
             window = rule.window_h * 3600
-            if t - start < window or suppressed or self._usual(rule, t, floor, view):
+            if rule.personal:
+                # The suite's backstop: the stretch without a single use, however small the drips.
+                last = self.use_t0 if self.use_t0 is not None else self.series_start
+                start = max(last, floor, rule_floor)
+            if t - start < window or suppressed:
                 continue
-            used = r - next((p[1] for p in self.steps if p[0] >= start), r)
-            used = max(used, 0.0)
+            if rule.personal:
+                used = max(r - self.use_r, 0.0) if self.last_use is not None else 0.0
+            else:
+                used = max(r - next((p[1] for p in self.steps if p[0] >= start), r), 0.0)
             self.fired[rule.name] = {"reg": r, "start": start}
             out.append(
                 finding(
@@ -205,9 +227,12 @@ class MeterLogic:
                     AlertKind.INACTIVITY,
                     at=start,
                     detected_at=now,
-                    detector=f"flat_rule:{rule.name}",
+                    detector=f"backstop:{rule.name}" if rule.personal else f"flat_rule:{rule.name}",
                     evidence=(
-                        f"less than {rule.min_litres:g} L in {rule.window_h:g} h: {used:.1f} L since "
+                        f"no water used for {rule.window_h:g} h: none since {view.fmt(start, t)} "
+                        f"({used:.1f} L in drips over {hours(t - start)}, reading at {view.fmt(t, t)})"
+                        if rule.personal
+                        else f"less than {rule.min_litres:g} L in {rule.window_h:g} h: {used:.1f} L since "
                         f"{view.fmt(start, t)} ({hours(t - start)}, reading at {view.fmt(t, t)})"
                     ),
                     details={
@@ -223,19 +248,20 @@ class MeterLogic:
             )
         return out
 
-    def _usual(self, rule: FlatRuleConfig, t: float, floor: float, view: HouseholdView) -> bool:
-        """True while a personal rule should wait: this quiet is within the resident's usual."""
-        # Only a window that shows the resident active (some use) may be excused: complete silence
-        # for the program's window always fires, so a fall is never held past the program rule.
-        if not rule.personal or self.last_use is None or self.last_use <= t - rule.window_h * 3600:
-            return False
-        limit = self.routine.quiet_limit(self.ledger, t, view)
-        return limit is not None and t - self._quiet_start(floor) <= limit
-
-    def _clear_fired(self, t: float, r: float) -> None:
+    def _clear_fired(self, t: float, r: float, used: bool) -> None:
         for name, state in list(self.fired.items()):
-            if "reg" in state and r - state["reg"] >= self.cfg.resume_l:
+            if "reg" not in state:
+                continue
+            # The backstop clears at the next real use (a standing leak keeps moving the register);
+            # the program rule once ``resume_l`` more litres went through the meter.
+            if self._personal(name):
+                if used and self.use_t0 is not None:
+                    self.fired[name] = {"floor": self.use_t0}
+            elif r - state["reg"] >= self.cfg.resume_l:
                 self.fired[name] = {"floor": t}
+
+    def _personal(self, name: str) -> bool:
+        return any(rule.personal for rule in self.cfg.flat_rules if rule.name == name)
 
     # Timers and snapshot -------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -246,6 +272,7 @@ class MeterLogic:
             "sn": self.series_n,
             "use": self.last_use,
             "use_r": self.use_r,
+            "use_t0": self.use_t0,
             "prev": self.prev,
             "steps": self.steps,
             "fired": self.fired,

@@ -15,12 +15,15 @@ so a resident who sleeps late at weekends is compared with weekends. The first *
 ``allowed_exceptions`` comparable rows were still quiet (with at least ``min_days_per_type`` rows) is
 the latest usual resumption. The margin is learned from the same rows: at least ``min_margin_min``,
 and ``margin_factor`` times the spread between the median and the latest usual resumption, so an
-irregular resident gets more slack. If the deadline lands more than ``max_gap_h`` after ``q`` the
-routine adds nothing over the flat rule and stays quiet: irregular residents are left to the program
-rule until their history shows a pattern.
+irregular resident gets more slack. With ``pool_day_types`` (default) the limits are also computed
+from all valid days and the longer of the two is used: rare stretches (a skipped meal, an afternoon
+out) are then known from ~27 days instead of 19 weekdays or 7 weekend days. If the limit exceeds
+``max_gap_h`` (8 h) the routine stays quiet and leaves the stretch to the 12 h backstop: that is where
+its guesses were mostly false alarms (see ``docs/detectors.md`` for the measured trade-off).
 
 The deadline is checked on readings (device time): only a reading proves that the gap is still
-quiet. Once fired, the detector stays silent until water is used again (a new quiet stretch).
+quiet. Once fired, the detector stays silent until water is used again (a new quiet stretch), and it
+never fires for a stretch the backstop or program rule has already raised.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.config import DetectorSuiteConfig
+from detectors.config import DetectorSuiteConfig, RoutineConfig
 from detectors.context import SLOT_S, HouseholdView, hours, iso
 from detectors.daily import DayLedger
 from detectors.events import finding
@@ -40,33 +43,54 @@ from schemas.records import DeviceInfo
 
 def quiet_limits(
     ledger: DayLedger, day: int, view: HouseholdView, cfg: DetectorSuiteConfig
-) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """Per 30-minute slot of local ``day``: (usual longest quiet, alarm limit) in seconds, and the
+) -> tuple[np.ndarray, int] | None:
+    """Per 30-minute slot of local ``day``: rows (usual longest quiet, alarm limit) in minutes, and the
     number of comparable days; None while there are too few comparable days."""
     rc = cfg.routine
     usage, valid, days = ledger.matrix()
     if len(days) < 2:
         return None
     weekend = (days + 3) % 7 >= 5
-    comparable = valid[:-1] & valid[1:] & (weekend[1:] == view.is_weekend(day))
+    both = valid[:-1] & valid[1:]
+    comparable = both & (weekend[1:] == view.is_weekend(day))
     n = int(comparable.sum())
     if n < rc.min_days_per_type:
         return None
-    rows = np.concatenate([usage[:-1], usage[1:]], axis=1)[comparable]
+    if rc.pool_day_types:
+        # Rare quiet stretches (a skipped meal, an afternoon out) are better known from all days; the
+        # same-type limit still decides where it is longer (a weekend lie-in).
+        pooled = _limits(np.concatenate([usage[:-1], usage[1:]], axis=1)[both], rc)
+        own = _limits(np.concatenate([usage[:-1], usage[1:]], axis=1)[comparable], rc)
+        usual, limit = np.maximum(pooled[0], own[0]), np.maximum(pooled[1], own[1])
+    else:
+        usual, limit = _limits(np.concatenate([usage[:-1], usage[1:]], axis=1)[comparable], rc)
+    # Cached per meter for the day, so kept compact: one (2, 48) array of whole minutes (durations are
+    # multiples of 15 min, so exact; "never" saturates at 65535 min). A float view of the sorted
+    # history would otherwise keep the whole matrix (~7 KiB per meter) alive.
+    packed = np.minimum(np.ceil(np.stack([usual, limit]) / 60.0), 65535.0)
+    return packed.astype(np.uint16), n
+
+
+def _limits(rows: np.ndarray, rc: RoutineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(usual longest quiet, alarm limit) per slot from history rows (day d then day d+1)."""
+    n = len(rows)
     last = np.maximum.accumulate(np.where(rows, np.arange(96), -1), axis=1)[:, 48:]
     # Quiet duration at the end of each slot, rounded up to whole slots (history errs long).
     dur = np.where(last >= 0, (np.arange(48, 96) - last + 1) * float(SLOT_S), np.inf)
     ordered = np.sort(dur, axis=0)
     usual = ordered[-(min(rc.allowed_exceptions, n - 1) + 1)]
+    # The margin scales with the ordinary day-to-day spread (a quantile above the median), not with the
+    # longest day: one afternoon out already sets ``usual`` and must not also double the margin.
+    upper = usual if rc.spread_quantile >= 1.0 else np.quantile(ordered, rc.spread_quantile, axis=0)
     with np.errstate(invalid="ignore"):  # inf - inf where no comparable day ever used water: no spread
-        spread = np.nan_to_num(usual - np.median(dur, axis=0), nan=0.0, posinf=0.0)
+        spread = np.nan_to_num(upper - np.median(dur, axis=0), nan=0.0, posinf=0.0)
     margin = np.maximum(rc.min_margin_min * 60.0, rc.margin_factor * spread)
     # Routines drift by an hour from day to day (a late lunch): the limit at a slot is the largest
     # usual quiet within ``tolerance_min`` either side, so a meal taken late is not a missed meal.
     w = max(rc.tolerance_min // 30, 0)
     padded = np.concatenate([np.full(w, -np.inf), usual + margin, np.full(w, -np.inf)])
     limit = np.lib.stride_tricks.sliding_window_view(padded, 2 * w + 1).max(axis=1)
-    return usual, limit, n
+    return usual, limit
 
 
 class RoutineLogic:
@@ -79,9 +103,9 @@ class RoutineLogic:
         self.cfg = cfg
         self.fired_q: float | None = (state or {}).get("fired")
         # Derived from the ledger, so not part of the snapshot: (day, limits or None).
-        self._limits: tuple[int, tuple[np.ndarray, np.ndarray, int] | None] | None = None
+        self._limits: tuple[int, tuple[np.ndarray, int] | None] | None = None
 
-    def limits(self, ledger: DayLedger, day: int, view: HouseholdView) -> tuple[np.ndarray, np.ndarray, int] | None:
+    def limits(self, ledger: DayLedger, day: int, view: HouseholdView) -> tuple[np.ndarray, int] | None:
         if self._limits is None or self._limits[0] != day or ledger.newest != day - 1:
             self._limits = (day, quiet_limits(ledger, day, view, self.cfg) if ledger.newest == day - 1 else None)
         return self._limits[1]
@@ -90,7 +114,7 @@ class RoutineLogic:
         """How long a quiet stretch may last at ``t``'s time of day before it is unusual for this
         resident (None without a baseline)."""
         found = self.limits(ledger, view.day_index(t), view)
-        return None if found is None else float(found[1][view.slot(t - 1e-3)])
+        return None if found is None else float(found[0][1, view.slot(t - 1e-3)]) * 60.0
 
     def check(
         self,
@@ -114,9 +138,9 @@ class RoutineLogic:
         found = self.limits(ledger, day, view)
         if found is None:
             return []
-        usual_arr, limit_arr, n = found
+        packed, n = found
         slot = view.slot(t - 1e-3)
-        usual, limit = float(usual_arr[slot]), float(limit_arr[slot])
+        usual, limit = float(packed[0, slot]) * 60.0, float(packed[1, slot]) * 60.0
         if t - q <= limit or limit > rc.max_gap_h * 3600:
             return []
         self.fired_q = q

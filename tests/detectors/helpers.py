@@ -31,8 +31,15 @@ def event(
     return DeviceEvent(device.device_id, HH, device.device_type, ts, seq, kind, received or ts)
 
 
-def status(ts: datetime, device: DeviceInfo, *, online: bool = True, **kw: int) -> StatusReport:
-    return StatusReport(device.device_id, HH, device.device_type, ts, 1, online, ts, **kw)
+def status(
+    ts: datetime,
+    device: DeviceInfo,
+    *,
+    online: bool = True,
+    battery_pct: int | None = None,
+    rssi_dbm: int | None = None,
+) -> StatusReport:
+    return StatusReport(device.device_id, HH, device.device_type, ts, 1, online, ts, battery_pct, rssi_dbm)
 
 
 def readings(

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from detectors import DetectorSuiteConfig, HouseholdSettings
 from detectors.backtest import replay
+from schemas.records import Record
 from tests.detectors.helpers import BUTTON, HH, METER, at, event, readings
 
 
 def test_replay_counts_per_household_and_detector_after_warmup() -> None:
-    records = [*readings(at(0), at(13)), event("sos", at(5)), event("sos", at(30), seq=2)]
+    records: list[Record] = [*readings(at(0), at(13)), event("sos", at(5)), event("sos", at(30), seq=2)]
     result = replay(records, [METER, BUTTON], {HH: HouseholdSettings()}, DetectorSuiteConfig(), count_from=at(6))
     assert dict(result.counts) == {
-        (HH, "flat_rule:flat_12h", "inactivity"): 1,
+        (HH, "backstop:flat_12h", "inactivity"): 1,
         (HH, "call_sos", "sos"): 1,
         # The meter's last reading is 13:00; ticking runs until the last record (the 06:00 press next day).
         (HH, "health_offline", "device_offline"): 1,
     }
     assert result.records == len(records)
-    assert "flat_rule:flat_12h" in result.table()
+    assert "backstop:flat_12h" in result.table()

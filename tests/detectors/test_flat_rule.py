@@ -8,9 +8,14 @@ from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period
 from schemas.kinds import AlertKind, Severity
 from tests.detectors.helpers import HH, METER, at, readings, sample
 
-# Routine/flow/excess off: these tests pin the program rule alone.
+# Routine/flow/excess off, program rule exactly as written: these tests pin the program rule alone.
 CFG = DetectorSuiteConfig()
-CFG = replace(CFG, routine=replace(CFG.routine, enabled=False), flow=replace(CFG.flow, enabled=False))
+CFG = replace(
+    CFG,
+    flat_rules=(replace(CFG.flat_rules[0], personal=False), CFG.flat_rules[1]),
+    routine=replace(CFG.routine, enabled=False),
+    flow=replace(CFG.flow, enabled=False),
+)
 
 
 def engine(settings: HouseholdSettings | None = None) -> Engine:

@@ -1,0 +1,91 @@
+"""The default suite's 12 h backstop, standing flow, never-heard devices and old snapshots."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import pytest
+
+from detectors import DetectorSuiteConfig, Engine
+from schemas.kinds import AlertKind, Severity
+from tests.detectors.helpers import METER, at, readings
+
+CFG = DetectorSuiteConfig()
+CFG = replace(CFG, routine=replace(CFG.routine, enabled=False))
+
+
+def engine() -> Engine:
+    e = Engine(CFG)
+    e.upsert_device(METER)
+    return e
+
+
+def test_backstop_counts_from_the_start_of_the_last_use_interval_and_ignores_drips() -> None:
+    e = engine()
+    # 20 L seen at the 21:00 reading (used somewhere in 20:45-21:00), then 0.5 L drips every hour.
+    drips = [(at(21 + h), 0.5) for h in range(1, 14)]
+    found = [
+        f for f in e.process(list(readings(at(20), at(34), [(at(21), 20.0), *drips]))) if f.kind is AlertKind.INACTIVITY
+    ]
+    assert [(f.detector, f.at, f.detected_at) for f in found] == [("backstop:flat_12h", at(20.75), at(32.75))]
+    assert found[0].severity is Severity.HIGH
+    assert found[0].evidence == (
+        "no water used for 12 h: none since 20:45 yesterday (5.5 L in drips over 12 h, reading at 08:45)"
+    )
+
+
+def test_backstop_clears_at_the_next_use_and_counts_again_from_there() -> None:
+    e = engine()
+    assert len(e.process(list(readings(at(0), at(13))))) == 1
+    later = list(readings(at(13.25), at(26), [(at(14), 3.0)]))
+    found = [f for f in e.process(later) if f.kind is AlertKind.INACTIVITY]
+    assert [(f.at, f.detected_at) for f in found] == [(at(13.75), at(25.75))]
+
+
+def test_standing_leak_is_one_low_notice_and_does_not_hide_a_fall() -> None:
+    e = engine()
+    leak = 0.5  # litres per 15 minutes: 2 L/h, a running cistern; "use" above it counts
+    recs, register = [], 100.0
+    for i in range(4 * 24 * 5):
+        t = at(i / 4)
+        register += leak + (6.0 if i % 16 == 0 and i < 4 * 24 * 4 else 0.0)  # uses every 4 h for 4 days
+        recs.append(replace(next(readings(t, t)), register_l=register))
+    found = e.process(recs)
+    notices = [f for f in found if f.detector == "flow_standing"]
+    assert [(f.kind, f.severity, f.details) for f in notices] == [
+        (AlertKind.MAINTENANCE, Severity.LOW, {"standing_lph": 2.0})
+    ]
+    assert notices[0].detected_at == at(72)  # when the third whole day of never-stopping flow closes
+    # The last use is seen at the 20:00 reading of day 3; the leak goes on, the fall is still found.
+    falls = [f for f in found if f.kind is AlertKind.INACTIVITY]
+    assert [(f.at, f.detected_at) for f in falls] == [(at(91.75), at(103.75))]
+    # Before the floor is learned the new leak is what the flow rules are for: flowing through the first
+    # two nights and for 24 h. The third night is "recurring" (2 of the last 14) and stays quiet, and
+    # from day 3 the learned floor is subtracted: one maintenance notice instead of a nightly alert.
+    flow = [(f.detector, f.detected_at) for f in found if f.kind is AlertKind.CONTINUOUS_FLOW]
+    assert flow == [("flow_overnight", at(5)), ("flow_all_day", at(24)), ("flow_overnight", at(29))]
+
+
+def test_registered_device_that_never_reports_goes_offline() -> None:
+    e = engine()
+    assert e.tick(at(9)) == []  # the first tick starts its clock
+    assert e.next_timer() == at(9.5)
+    [f] = e.tick(at(9.5))
+    assert (f.kind, f.details["reason"]) == (AlertKind.DEVICE_OFFLINE, "never_heard")
+    assert "never reported since it was registered" in f.evidence
+    restored = Engine(CFG, e.snapshots())
+    assert restored.tick(at(20)) == []  # still offline: not raised again
+
+
+def test_unreadable_or_old_snapshot_starts_that_device_fresh(caplog: pytest.LogCaptureFixture) -> None:
+    e = engine()
+    e.process(list(readings(at(0), at(6))))
+    snaps = e.snapshots()
+    snaps["dev:m1"] = {"v": 0, "whatever": [1, 2]}
+    snaps["dev:m2"] = {"v": 1, "info": ["m2"]}
+    with caplog.at_level(logging.WARNING):
+        restored = Engine(CFG, snaps)
+    assert sum("starting that device fresh" in r.getMessage() for r in caplog.records) == 2
+    restored.upsert_device(METER)
+    assert restored.process(list(readings(at(6.25), at(7)))) == []
