@@ -28,13 +28,15 @@ class StorageMode(StrEnum):
     POSTGRESQL = "postgresql"
 
 
-# (table, time column, chunk interval, compress after, segment by, retention or None)
-_HYPERTABLES: tuple[tuple[str, str, str, str, str, str | None], ...] = (
-    ("readings", "ts", "7 days", "14 days", "device_id", None),
-    ("events", "ts", "30 days", "30 days", "device_id", None),
-    ("status_reports", "ts", "7 days", "7 days", "device_id", "400 days"),
-    ("message_receipts", "ts", "7 days", "7 days", "device_id", "400 days"),
-    ("rejects", "received_at", "7 days", "7 days", "reason", "90 days"),
+# (table, time column, chunk interval, compress after, segment by, order by, retention or None).
+# Segment by + order by cover each table's unique key, so TimescaleDB can check uniqueness (late data,
+# replays) inside compressed chunks cheaply. Compression starts well after the 48 h late-data window.
+_HYPERTABLES: tuple[tuple[str, str, str, str, str, str, str | None], ...] = (
+    ("readings", "ts", "7 days", "14 days", "device_id", "ts DESC", None),
+    ("events", "ts", "30 days", "30 days", "device_id", "ts DESC, seq", None),
+    ("status_reports", "ts", "7 days", "7 days", "device_id", "ts DESC, seq", "400 days"),
+    ("message_receipts", "ts", "7 days", "7 days", "device_id", "ts DESC, seq", "400 days"),
+    ("rejects", "received_at", "7 days", "7 days", "reason", "received_at DESC, reject_id", "90 days"),
 )
 
 
@@ -96,8 +98,8 @@ def _apply_timescaledb(conn: psycopg.Connection) -> StorageMode:
         # Typically the library is installed but not in shared_preload_libraries.
         log.warning("TimescaleDB is installed but cannot be enabled (%s): running on plain PostgreSQL", exc)
         return StorageMode.POSTGRESQL
-    for table, time_column, chunk, compress_after, segment_by, retention in _HYPERTABLES:
-        _make_hypertable(conn, table, time_column, chunk, compress_after, segment_by, retention)
+    for table, time_column, chunk, compress_after, segment_by, order_by, retention in _HYPERTABLES:
+        _make_hypertable(conn, table, time_column, chunk, compress_after, segment_by, order_by, retention)
     _make_hourly_aggregate(conn)
     return StorageMode.TIMESCALEDB
 
@@ -109,6 +111,7 @@ def _make_hypertable(
     chunk: str,
     compress_after: str,
     segment_by: str,
+    order_by: str,
     retention: str | None,
 ) -> None:
     conn.execute(
@@ -128,7 +131,7 @@ def _make_hypertable(
             ).format(
                 sql.Identifier(table),
                 sql.Literal(segment_by),
-                sql.Literal(f"{time_column} DESC"),
+                sql.Literal(order_by),
             )
         )
     conn.execute(
