@@ -33,7 +33,7 @@ from storage.replay import load_records_received_since
 log = logging.getLogger(__name__)
 
 WATERMARK_KEY = "__runner__"
-READINGS_PER_ROUND = 500
+READINGS_PER_ROUND = 200
 MAX_PENDING_READINGS = 200_000
 REPLAY_MARGIN = timedelta(minutes=2)
 
