@@ -80,40 +80,33 @@ class DeviceHealth:
         out: list[Finding] = []
         cfg, name = self.cfg, describe(self.device)
         if report.battery_pct is not None:
-            if not self.battery_low and report.battery_pct <= cfg.low_battery_pct:
-                self.battery_low = True
-                out.append(
-                    finding(
-                        self.device,
-                        AlertKind.MAINTENANCE,
-                        at=t,
-                        detected_at=now,
-                        detector="health_battery",
-                        evidence=f"{name} battery at {report.battery_pct} % (notice at {cfg.low_battery_pct} %): "
-                        "replace on the next visit",
-                        details={"battery_pct": report.battery_pct},
-                    )
+            self.battery_low, fire = _latch_low(self.battery_low, report.battery_pct, cfg.low_battery_pct)
+            if fire:
+                evidence = (
+                    f"{name} battery at {report.battery_pct} % (notice at {cfg.low_battery_pct} %): "
+                    "replace on the next visit"
                 )
-            elif self.battery_low and report.battery_pct >= cfg.low_battery_pct + 10:
-                self.battery_low = False
+                out.append(self._notice(t, now, "health_battery", evidence, {"battery_pct": report.battery_pct}))
         if report.rssi_dbm is not None:
-            if not self.weak and report.rssi_dbm <= cfg.weak_rssi_dbm:
-                self.weak = True
-                out.append(
-                    finding(
-                        self.device,
-                        AlertKind.MAINTENANCE,
-                        at=t,
-                        detected_at=now,
-                        detector="health_signal",
-                        evidence=f"{name} signal weak ({report.rssi_dbm} dBm, notice at {cfg.weak_rssi_dbm} dBm): "
-                        "messages may be lost; check its placement",
-                        details={"rssi_dbm": report.rssi_dbm},
-                    )
+            self.weak, fire = _latch_low(self.weak, report.rssi_dbm, cfg.weak_rssi_dbm)
+            if fire:
+                evidence = (
+                    f"{name} signal weak ({report.rssi_dbm} dBm, notice at {cfg.weak_rssi_dbm} dBm): "
+                    "messages may be lost; check its placement"
                 )
-            elif self.weak and report.rssi_dbm >= cfg.weak_rssi_dbm + 10:
-                self.weak = False
+                out.append(self._notice(t, now, "health_signal", evidence, {"rssi_dbm": report.rssi_dbm}))
         return out
+
+    def _notice(self, t: float, now: float, detector: str, evidence: str, details: dict[str, Any]) -> Finding:
+        return finding(
+            self.device,
+            AlertKind.MAINTENANCE,
+            at=t,
+            detected_at=now,
+            detector=detector,
+            evidence=evidence,
+            details=details,
+        )
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -218,3 +211,14 @@ class HouseholdHealth:
 
     def snapshot(self) -> dict[str, Any]:
         return {"incident": self.incident}
+
+
+def _latch_low(latched: bool, value: int, threshold: int) -> tuple[bool, bool]:
+    """(latched, fire now) for a reading that is bad at or below ``threshold``: one notice when it
+    becomes bad, and it must recover 10 above the threshold before another, so a value wobbling around
+    the threshold does not notify again and again."""
+    if not latched and value <= threshold:
+        return True, True
+    if latched and value >= threshold + 10:
+        return False, False
+    return latched, False
