@@ -61,10 +61,12 @@ class RoutineConfig:
     spread_quantile: float = 1.0
     # Day-to-day drift of the routine: a slot's limit is the largest within this many minutes of it.
     tolerance_min: int = 60
-    # Deadlines later than this after the last use are left to the 12 h backstop: the resident is too
-    # irregular here for the routine to add much, and its guesses were the main source of false
-    # alarms (bench/detect_eval.py, 90 homes: 12 h -> 1.18 false alerts per home-month, 8 h -> 0.59).
-    max_gap_h: float = 8.0
+    # Deadlines later than this after the last use are left to the 12 h backstop: the routine speaks
+    # only where it beats the backstop by more than half its window. Longer limits belong to residents
+    # too irregular at that hour for the routine to add much, and were its main false alarms
+    # (bench/detect_eval.py, 90 homes: 12 h -> 0.63 false alerts per home-month, 8 h -> 0.57, 6 h ->
+    # 0.50, 5.5 h -> 0.47, with the regular residents' routine delay unchanged; docs/detectors.md).
+    max_gap_h: float = 5.5
     # Also learn from all valid days (both day types) and use the longer limit of the two: rare
     # stretches (a skipped meal, an afternoon out) are known from 27 days instead of 19 or 7.
     pool_day_types: bool = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from detectors import DetectorSuiteConfig, Engine
+from detectors.config import RoutineConfig
 from detectors.testing import PROFILES, Resident, hours_to_dt, meter_samples
 from schemas.kinds import AlertKind, DeviceType, Severity
 from schemas.records import DeviceInfo
@@ -10,8 +11,8 @@ from schemas.records import DeviceInfo
 METER = DeviceInfo("m", DeviceType.WATER_METER, "h", 900)
 
 
-def replay(uses: list[tuple[float, float]], end_h: float, **kw: object) -> list:  # type: ignore[type-arg]
-    engine = Engine(DetectorSuiteConfig())
+def replay(uses: list[tuple[float, float]], end_h: float, cfg: DetectorSuiteConfig | None = None, **kw: object) -> list:  # type: ignore[type-arg]
+    engine = Engine(cfg or DetectorSuiteConfig())
     engine.upsert_device(METER)
     samples = list(meter_samples("m", "h", uses, 0, end_h, **kw))  # type: ignore[arg-type]
     found = []
@@ -74,3 +75,18 @@ def test_overnight_leak_and_excessive_use() -> None:
     excess = [f for f in found if f.kind is AlertKind.EXCESSIVE_USE]
     assert len(excess) == 1  # 1.5 L/min is 2160 L a day: above the 2000 L program bound (day 2 ends at noon)
     assert excess[0].details["limit_l"] == 2000.0
+
+
+def test_routine_leaves_limits_beyond_5_5_h_to_the_backstop() -> None:
+    # Changed (issue 4): max_gap_h 8 -> 5.5. After this irregular resident's last use at 23:36 on
+    # Tuesday the routine's limit at 11:15 is 8 h; with 8 h allowed it fired at 11:15, 15 minutes before
+    # the backstop, and such long limits were mostly false alarms. Now the backstop alone speaks.
+    uses = Resident("h", "m", PROFILES["irregular"], 3).uses(40)
+    fall = 30 * 24.0  # Wednesday 00:00
+    found = [f for f in replay([u for u in uses if u[0] < fall], fall + 24) if f.detected_at >= hours_to_dt(fall)]
+    inactivity = [f for f in found if f.kind in (AlertKind.ROUTINE_MISSED, AlertKind.INACTIVITY)]
+    assert [(f.detector, f.detected_at) for f in inactivity] == [("backstop:flat_12h", hours_to_dt(fall + 11.5))]
+    old = DetectorSuiteConfig(routine=RoutineConfig(max_gap_h=8.0))
+    before = replay([u for u in uses if u[0] < fall], fall + 24, old)
+    routine = [f for f in before if f.kind is AlertKind.ROUTINE_MISSED and f.detected_at >= hours_to_dt(fall)]
+    assert [(f.detected_at, f.details["limit_h"]) for f in routine] == [(hours_to_dt(fall + 11.25), 8.0)]
