@@ -11,8 +11,10 @@ listed for operators (``storage.outbox.list_dead``, ``GET /api/v1/deliveries/dea
 Concurrency: one ``Dispatcher`` runs ``workers`` threads, each with its own connection, all taking rows
 with ``SKIP LOCKED``; a slow channel (a webhook that takes seconds) then holds up one worker, not every
 alert behind it. Only worker 0 moves escalation timers and checks overdue visits (other processes may
-do the same: those rows are locked too). Workers share one ``Wakeup``: the detectors and the API set it
-when alerts change, so a new alert is sent at once instead of at the next poll.
+do the same: those rows are locked too). Workers share one ``Wakeup``. With ``listen`` a thread LISTENs
+for the ``notifications_queued`` trigger, so a notification queued by any process (detectors, API,
+another dispatcher's escalation) is sent at once instead of at the next poll; in one process the
+detectors and the API may also set it directly.
 
 Escalation timers live in ``alerts.next_escalation_at``, so they survive restarts; every poll moves the
 due ones on (``alerting.service.escalate_due``). Time comes from ``clock`` (tests inject one).
@@ -84,6 +86,7 @@ class Dispatcher:
         on_delivered: Callable[[int], None] | None = None,
         workers: int = 1,
         visit_check_every_s: float | None = 60.0,
+        listen: bool = False,
     ) -> None:
         self._conninfo = conninfo
         self._channels = channels
@@ -94,6 +97,7 @@ class Dispatcher:
         self._workers = max(1, workers)
         self._visit_check_every_s = visit_check_every_s
         self._last_visit_check = float("-inf")
+        self._listen = listen
         self.wake = Wakeup()
         self._stopping = threading.Event()
         self._conns: dict[int, psycopg.Connection] = {}
@@ -113,6 +117,8 @@ class Dispatcher:
             threading.Thread(target=self._loop, args=(index,), name=f"dispatcher-{index}", daemon=True)
             for index in range(1, self._workers)
         ]
+        if self._listen:
+            extra.append(threading.Thread(target=self._listen_loop, name="dispatcher-listen", daemon=True))
         for thread in extra:
             thread.start()
         self._loop(0)
@@ -130,6 +136,22 @@ class Dispatcher:
                 self._stopping.wait(1.0)
             seen = self.wake.wait(seen, self._poll_s)
         self._close(worker)
+
+    def _listen_loop(self) -> None:
+        """Wake the workers on every NOTIFY of a queued notification, whichever process queued it."""
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+                    outbox.listen_queued(conn)
+                    self.wake.set()  # anything queued while not listening
+                    while not self._stopping.is_set():
+                        if outbox.wait_for_queued(conn, 1.0):
+                            self.wake.set()
+            except psycopg.Error as exc:
+                log.warning(
+                    "dispatcher lost its LISTEN connection (%s); polling every %.1f s meanwhile", exc, self._poll_s
+                )
+                self._stopping.wait(1.0)
 
     def run_once(self) -> int:
         """Escalate what is due, then deliver every due notification; return deliveries attempted."""

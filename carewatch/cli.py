@@ -68,6 +68,19 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.dispatch_process import run_dispatcher
+
+    database_url = _require(settings.database_url, "CAREWATCH_DATABASE_URL")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    # The MQTT URL is needed only to push to the caregiver app.
+    mqtt_url = _require(settings.mqtt_url, "CAREWATCH_MQTT_URL") if settings.app_channel else ""
+    run_dispatcher(settings, mqtt_url, database_url, stop)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from carewatch.demo import run_demo
 
@@ -97,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the pipeline against configured services")
     run.add_argument("--no-api", action="store_true", help="do not serve the API from this process")
     run.set_defaults(handler=_cmd_run)
+
+    dispatch = commands.add_parser(
+        "dispatch", help="only deliver notifications and move escalations (scale out; SKIP LOCKED keeps it safe)"
+    )
+    dispatch.set_defaults(handler=_cmd_dispatch)
 
     demo = commands.add_parser("demo", help="run everything with a simulated fleet and scripted incidents")
     demo.add_argument(

@@ -3,7 +3,9 @@
 ``Pipeline`` wires the stages with explicit objects (no globals) and owns their threads:
 - the ingest (paho network thread + batch writer thread);
 - the detector runner (one thread; it is handed every committed batch);
-- the dispatcher (one thread; woken as soon as alerts change, and polling for retries and escalations);
+- the dispatcher, in a supervised child process by default (``carewatch.dispatch_process``; woken by
+  the outbox's NOTIFY, and polling for retries and escalations), or in threads here when channels are
+  injected or ``dispatch_process`` is off;
 - optionally the API, served by uvicorn in a thread.
 Several pipelines may run against the same broker and database: the ingest shares one subscription
 (``$share``) and dispatchers lock outbox rows with ``SKIP LOCKED``.
@@ -27,6 +29,12 @@ from alerting.dispatcher import Dispatcher
 from api.app import create_app
 from api.feed import AlertFeed
 from carewatch.detector_runner import DetectorRunner
+from carewatch.dispatch_process import (
+    DispatcherProcess,
+    alerting_from_settings,
+    build_dispatcher,
+    channels_from_settings,
+)
 from carewatch.settings import Settings
 from detectors import DetectorSuiteConfig
 from ingest.decode import DecodePolicy
@@ -69,35 +77,17 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.metrics = CollectorRegistry()
-        self.alerting = alerting_setup.alerting_config(
-            delivery_deadline_s=settings.delivery_deadline_s,
-            escalation_policy=settings.escalation_policy,
-            quiet_hours=settings.quiet_hours,
-            retry_base_s=settings.retry_base_s,
-            retry_cap_s=settings.retry_cap_s,
-        )
-        self.channels: dict[str, Channel] = channels or alerting_setup.build_channels(
-            delivery_timeout_s=settings.delivery_timeout_s,
-            mqtt_url=mqtt_url,
-            topic_root=settings.topic_root,
-            app_channel=settings.app_channel,
-            smtp_host=settings.smtp_host,
-            smtp_port=settings.smtp_port,
-            smtp_from=settings.smtp_from,
-            smtp_username=settings.smtp_username,
-            smtp_password=settings.smtp_password,
-            smtp_starttls=settings.smtp_starttls,
-            sms_gateway_url=settings.sms_gateway_url,
-            sms_gateway_token=settings.sms_gateway_token,
-            sms_template=settings.sms_template,
-        )
-        self.dispatcher = Dispatcher(
-            conninfo=database_url,
-            channels=self.channels,
-            config=self.alerting,
-            poll_s=settings.dispatch_poll_s,
-            workers=settings.dispatch_workers,
-        )
+        self.alerting = alerting_from_settings(settings)
+        # The dispatcher runs in its own process unless channels are injected (tests with fakes): off the
+        # ingest's GIL, a notification goes out in milliseconds under load (carewatch.dispatch_process).
+        self.dispatcher_process: DispatcherProcess | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.channels: dict[str, Channel] = {}
+        if settings.dispatch_process and channels is None:
+            self.dispatcher_process = DispatcherProcess(settings, mqtt_url, database_url)
+        else:
+            self.channels = channels or channels_from_settings(settings, mqtt_url)
+            self.dispatcher = build_dispatcher(settings, database_url, self.channels)
         # Claim/decline replies from the caregiver app over MQTT.
         self.replies = (
             alerting_setup.reply_listener(
@@ -105,7 +95,7 @@ class Pipeline:
                 topic_root=settings.topic_root,
                 conninfo=database_url,
                 config=self.alerting,
-                on_changed=lambda alert_id: self.dispatcher.wake.set(),
+                on_changed=lambda alert_id: self._wake_dispatcher(),
             )
             if settings.app_channel
             else None
@@ -114,7 +104,7 @@ class Pipeline:
             conninfo=database_url,
             config=detector_config or DetectorSuiteConfig(),
             alerting=self.alerting,
-            on_alerts=lambda alert_ids: self.dispatcher.wake.set(),
+            on_alerts=lambda alert_ids: self._wake_dispatcher(),
             tick_s=settings.detector_tick_s,
             refresh_every_s=settings.detector_refresh_s,
         )
@@ -133,6 +123,11 @@ class Pipeline:
         self._app_feed: AlertFeed | None = None
         self._threads: list[threading.Thread] = []
 
+    def _wake_dispatcher(self) -> None:
+        # In-process only; a dispatcher process is woken by the outbox's NOTIFY.
+        if self.dispatcher is not None:
+            self.dispatcher.wake.set()
+
     @property
     def api_url(self) -> str:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
@@ -143,7 +138,12 @@ class Pipeline:
         # interval turns that into tens of milliseconds per alert under load; 1 ms keeps emergencies fast
         # at a small throughput cost (see bench/alert_latency.py).
         sys.setswitchinterval(self.settings.gil_switch_interval_ms / 1000)
-        for name, target in (("detectors", self.detectors.run), ("dispatcher", self.dispatcher.run)):
+        if self.dispatcher_process is not None:
+            self.dispatcher_process.start()
+        targets = [("detectors", self.detectors.run)]
+        if self.dispatcher is not None:
+            targets.append(("dispatcher", self.dispatcher.run))
+        for name, target in targets:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -156,7 +156,7 @@ class Pipeline:
                 pool=self.pool,
                 alerting=self.alerting,
                 metrics=self.metrics,
-                on_alert_changed=lambda alert_id: self.dispatcher.wake.set(),
+                on_alert_changed=lambda alert_id: self._wake_dispatcher(),
                 readiness_checks=self._readiness_checks(),
             )
             self._app_feed = app.state.feed
@@ -186,7 +186,14 @@ class Pipeline:
             backlog = self.ingest.backlog
             return ReadyCheck(name="ingest_backlog", ok=backlog < limit, detail=f"{backlog} messages queued")
 
-        return [broker, ingest_backlog]
+        def dispatcher_process() -> ReadyCheck:
+            process = self.dispatcher_process
+            ok = process is None or process.alive
+            restarts = process.restarts if process is not None else 0
+            detail = "in this process" if process is None else f"{'running' if ok else 'down'}, {restarts} restart(s)"
+            return ReadyCheck(name="dispatcher_process", ok=ok, detail=detail)
+
+        return [broker, ingest_backlog, dispatcher_process]
 
     def stop(self) -> None:
         if self._app_feed is not None:
@@ -197,7 +204,10 @@ class Pipeline:
         if self.replies is not None:
             self.replies.stop()
         self.detectors.stop()
-        self.dispatcher.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+        if self.dispatcher_process is not None:
+            self.dispatcher_process.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         if self._serve_api:

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     delivery_deadline_s: int = Field(default=600, gt=0)
     # Alerting channels and policy (see docs/alerting.md and ``alerting.setup``).
     dispatch_workers: int = Field(default=4, ge=1, le=64)
+    # Deliver from a supervised child process, off the ingest's GIL (carewatch.dispatch_process).
+    dispatch_process: bool = True
     retry_base_s: float = Field(default=1.0, gt=0)
     retry_cap_s: float = Field(default=60.0, gt=0)
     # Per severity, e.g. {critical = [{tiers = [1, 2], wait_s = 180}, {tiers = [3]}]}; missing ones keep defaults.

@@ -10,6 +10,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+# NOTIFY channel of the ``notifications_queued`` trigger (migration 0005).
+WAKE_CHANNEL = "carewatch_outbox"
+
 
 @dataclass(frozen=True, slots=True)
 class DueNotification:
@@ -28,6 +31,19 @@ class DueNotification:
     phone: str
     level: int | None
     reason: str
+
+
+def listen_queued(conn: psycopg.Connection) -> None:
+    """Subscribe ``conn`` (autocommit) to "a notification was queued", from any process."""
+    conn.execute(f"LISTEN {WAKE_CHANNEL}")
+
+
+def wait_for_queued(conn: psycopg.Connection, timeout_s: float) -> bool:
+    """Block until a notification is queued or ``timeout_s`` passes; True if woken."""
+    woken = False
+    for _ in conn.notifies(timeout=timeout_s, stop_after=1):
+        woken = True
+    return woken
 
 
 def lock_next_due(conn: psycopg.Connection, now: datetime) -> DueNotification | None:
