@@ -69,6 +69,7 @@ class DetectorRunner:
         self._urgent: deque[Record] = deque()
         self._bulk: deque[Record] = deque()
         self._stopping = threading.Event()
+        self._replay_requested = threading.Event()
         self._engine: Engine | None = None
         self._known: set[str] = set()
         self._last_seen: dict[str, datetime] = {}
@@ -78,13 +79,29 @@ class DetectorRunner:
 
     def submit(self, committed: list[Accepted]) -> None:
         """Called by the ingest after commit; blocks (back-pressure) if detection falls far behind."""
-        urgent = [r for item in committed for r in item.records if not isinstance(r, MeterSample)]
-        bulk = [r for item in committed for r in item.records if isinstance(r, MeterSample)]
+        self.submit_records([record for item in committed for record in item.records])
+
+    def submit_records(self, records: Sequence[Record]) -> None:
+        """The records of committed messages (from an ingest in another process); as ``submit``."""
+        urgent = [r for r in records if not isinstance(r, MeterSample)]
+        bulk = [r for r in records if isinstance(r, MeterSample)]
         with self._pending:
             if bulk:
                 self._pending.wait_for(lambda: len(self._bulk) < MAX_PENDING_READINGS or self._stopping.is_set())
                 self._bulk.extend(bulk)
             self._urgent.extend(urgent)
+            self._pending.notify_all()
+
+    @property
+    def watermark(self) -> datetime | None:
+        """The newest receive time processed (None before the first record)."""
+        return self._watermark
+
+    def replay_recent(self) -> None:
+        """Read back records received since the watermark (minus a margin) at the next round: an ingest
+        process died and may have committed records it never handed over."""
+        self._replay_requested.set()
+        with self._pending:
             self._pending.notify_all()
 
     def stop(self) -> None:
@@ -105,6 +122,9 @@ class DetectorRunner:
                 batch = urgent + bulk
                 now_mono = time.monotonic()
                 try:
+                    if self._replay_requested.is_set():
+                        self._replay_requested.clear()
+                        self._replay_since_watermark(conn)
                     if urgent:
                         self._round(conn, urgent, tick=False)
                     if bulk:
@@ -227,16 +247,16 @@ class DetectorRunner:
         self._refresh_registry(conn)
         raw_watermark = runner_state.get("watermark")
         self._watermark = datetime.fromisoformat(raw_watermark) if raw_watermark else None
-        if self._watermark is not None:
-            replay = load_records_received_since(conn, self._watermark - REPLAY_MARGIN)
-            log.info(
-                "detectors restored %d snapshot(s); replaying %d record(s) since %s",
-                len(snapshots),
-                len(replay),
-                self._watermark.isoformat(),
-            )
-            if replay:
-                self._round(conn, replay, tick=False)
+        log.info("detectors restored %d snapshot(s)", len(snapshots))
+        self._replay_since_watermark(conn)
+
+    def _replay_since_watermark(self, conn: psycopg.Connection) -> None:
+        if self._watermark is None:
+            return
+        replay = load_records_received_since(conn, self._watermark - REPLAY_MARGIN)
+        log.info("detectors replaying %d record(s) received since %s", len(replay), self._watermark.isoformat())
+        if replay:
+            self._round(conn, replay, tick=False)
 
     def _snapshot(self, conn: psycopg.Connection) -> None:
         engine = self._engine

@@ -35,6 +35,7 @@ from carewatch.dispatch_process import (
     build_dispatcher,
     channels_from_settings,
 )
+from carewatch.ingest_process import IngestProcess
 from carewatch.settings import Settings
 from detectors import DetectorSuiteConfig
 from ingest.decode import DecodePolicy
@@ -108,13 +109,28 @@ class Pipeline:
             tick_s=settings.detector_tick_s,
             refresh_every_s=settings.detector_refresh_s,
         )
-        self.ingest = IngestService(
-            config=ingest_config(settings),
-            mqtt_url=mqtt_url,
-            database_url=database_url,
-            on_committed=self.detectors.submit,
-            registry=self.metrics,
-        )
+        # The ingest runs in its own process by default, so the detectors and the alert they open never
+        # queue for a GIL that telemetry decoding holds (carewatch.ingest_process).
+        self.ingest: IngestService | IngestProcess
+        if settings.ingest_process:
+            self.ingest = IngestProcess(
+                config=ingest_config(settings),
+                mqtt_url=mqtt_url,
+                database_url=database_url,
+                on_committed=self.detectors.submit_records,
+                on_restarted=self.detectors.replay_recent,
+                registry=self.metrics,
+                log_level=settings.log_level,
+                switch_interval_s=settings.gil_switch_interval_ms / 1000,
+            )
+        else:
+            self.ingest = IngestService(
+                config=ingest_config(settings),
+                mqtt_url=mqtt_url,
+                database_url=database_url,
+                on_committed=self.detectors.submit,
+                registry=self.metrics,
+            )
         self.pool = ConnectionPool(
             database_url, min_size=1, max_size=8, open=False, name="api", kwargs={"autocommit": True}
         )

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     ingest_max_backlog: int = Field(default=50_000, ge=100)
     # Events and status on their own MQTT session, so emergencies never wait behind telemetry.
     ingest_urgent_lane: bool = True
+    # Run the ingest in a supervised child process, off the detectors' GIL (carewatch.ingest_process).
+    ingest_process: bool = True
     # The protocol's 16 KiB; raise only for meters that must upload bigger batches (docs/ingest.md).
     ingest_max_payload_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     clock_skew_tolerance_s: int = Field(default=300, ge=0)
