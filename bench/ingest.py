@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -34,6 +35,7 @@ import tempfile
 import threading
 import time
 import uuid
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -53,7 +55,7 @@ from bench.ingest_fleet import DEVICES, expected_rows, provision, publish_main  
 from carewatch import embedded  # noqa: E402
 from carewatch.runtime import ingest_config  # noqa: E402
 from carewatch.settings import Settings  # noqa: E402
-from ingest.service import IngestService  # noqa: E402
+from ingest.service import IngestConfig, IngestService  # noqa: E402
 from schemas.intake import Accepted  # noqa: E402
 from storage import migrate  # noqa: E402
 
@@ -114,6 +116,104 @@ def run_ceiling(host: str, port: int, client_id: str, expected: int) -> float:
     client.disconnect()
     client.loop_stop()
     return expected / elapsed
+
+
+def discard_session(host: str, port: int, client_id: str) -> None:
+    """End a persistent session (clean start, no expiry): the broker stops queueing for it."""
+    client = _session_client(client_id)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 0
+    client.connect(host, port, clean_start=True, properties=props)
+    client.loop_start()
+    time.sleep(0.3)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _live_worker(config: IngestConfig, mqtt_url: str, database_url: str, out: Connection, control: Connection) -> None:
+    """Child process: one carewatch ingest worker of the live phase; reports commits and latencies."""
+    recorder = Recorder()
+    recorder.record_latency = True
+    service = IngestService(
+        config=config, mqtt_url=mqtt_url, database_url=database_url, on_committed=recorder, registry=CollectorRegistry()
+    )
+    service.start()
+    out.send(("ready", service.connected.is_set()))
+
+    def progress() -> None:
+        with recorder.changed:
+            latencies, recorder.latencies_ms = recorder.latencies_ms, []
+            out.send(("progress", recorder.committed, latencies, recorder.last_commit_wall))
+
+    while not control.poll(0.5):
+        progress()
+    service.stop()
+    progress()
+    out.send(("done",))
+
+
+class LiveWorkers:
+    """``workers`` ingest processes sharing one subscription (``$share``), as a scaled-out deployment runs."""
+
+    def __init__(self, workers: int, settings: Settings, mqtt_url: str, database_url: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.committed: dict[int, int] = {}
+        self.latencies_ms: list[float] = []
+        self.last_commit_wall = 0.0
+        self._lock = threading.Lock()
+        self._controls: list[Connection] = []
+        self._readers: list[threading.Thread] = []
+        self._processes = []
+        ready = []
+        for k in range(workers):
+            config = ingest_config(settings.model_copy(update={"mqtt_client_id": f"{settings.mqtt_client_id}-w{k}"}))
+            out_r, out_w = context.Pipe(duplex=False)
+            ctl_r, ctl_w = context.Pipe(duplex=False)
+            process = context.Process(target=_live_worker, args=(config, mqtt_url, database_url, out_w, ctl_r))
+            process.start()
+            self._processes.append(process)
+            self._controls.append(ctl_w)
+            ready.append((k, out_r))
+        for k, out_r in ready:
+            if not out_r.poll(60) or not out_r.recv()[1]:
+                fail(f"live ingest worker {k} did not connect to the broker")
+            reader = threading.Thread(target=self._read, args=(k, out_r), daemon=True)
+            reader.start()
+            self._readers.append(reader)
+
+    def _read(self, k: int, out: Connection) -> None:
+        while True:
+            message = out.recv()
+            if message[0] == "done":
+                return
+            _, committed, latencies, last_wall = message
+            with self._lock:
+                self.committed[k] = committed
+                self.latencies_ms.extend(latencies)
+                self.last_commit_wall = max(self.last_commit_wall, last_wall)
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.committed.values())
+
+    def wait_while_progressing(self, total: int, stall_s: float = 30.0) -> bool:
+        last, since = -1, time.monotonic()
+        while self.total < total:
+            if self.total != last:
+                last, since = self.total, time.monotonic()
+            elif time.monotonic() - since > stall_s:
+                return False
+            time.sleep(0.2)
+        return True
+
+    def stop(self) -> None:
+        for control in self._controls:
+            control.send("stop")
+        for reader in self._readers:
+            reader.join(timeout=60)
+        for process in self._processes:
+            process.join(timeout=30)
 
 
 def publish(mqtt_url: str, *, start: int, count: int, rate: float, seconds: float = 0.0) -> dict[str, float]:
@@ -219,6 +319,9 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=200_000, help="backlog size N (default 200,000)")
     parser.add_argument("--seconds", type=float, default=60.0, help="live phase duration (default 60)")
     parser.add_argument("--rate", type=float, default=15_000.0, help="live publish rate, messages/s (default 15,000)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="ingest processes sharing one subscription in the live phase (default 2)"
+    )
     parser.add_argument("--quick", action="store_true", help="a short run: 30,000 messages, 10 s live")
     parser.add_argument("--database-url", default=os.environ.get("CAREWATCH_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL))
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database and broker directory")
@@ -303,21 +406,34 @@ def main() -> int:
             flush=True,
         )
 
+        service.stop()
+        # Sessions that no longer consume would make the broker queue the live traffic for them too.
+        discard_session(host, int(port), ceiling_id)
+        for source_id in (config.client_id, f"{config.client_id}-urgent"):
+            discard_session(host, int(port), source_id)
+
         live_count = int(args.rate * args.seconds)
-        recorder.record_latency = True
+        live_settings = settings.model_copy(
+            update={
+                "mqtt_share_group": "bench-live" if args.workers > 1 else "",
+                "mqtt_client_id": f"{config.client_id}-live",
+            }
+        )
+        workers = LiveWorkers(args.workers, live_settings, broker.url, database_url)
         report = publish(broker.url, start=n, count=live_count, rate=args.rate, seconds=args.seconds)
-        if not recorder.wait_while_progressing(n + live_count):
-            print(f"live: only {recorder.committed - n} of {live_count} committed; no progress for 30 s", flush=True)
+        if not workers.wait_while_progressing(live_count):
+            print(f"live: only {workers.total} of {live_count} committed; no progress for 30 s", flush=True)
+        workers.stop()
         # From the first publish (the publisher is a child process: wall clock) to the last commit.
-        live_elapsed = max(recorder.last_commit_wall, report["started_at"] + report["seconds"]) - report["started_at"]
-        live = (recorder.committed - n) / live_elapsed
-        p50, p99 = percentile(recorder.latencies_ms, 0.5), percentile(recorder.latencies_ms, 0.99)
+        live_elapsed = max(workers.last_commit_wall, report["started_at"] + report["seconds"]) - report["started_at"]
+        live = workers.total / live_elapsed
+        p50, p99 = percentile(workers.latencies_ms, 0.5), percentile(workers.latencies_ms, 0.99)
         print(
-            f"live: published {live_count} at {report['rate']:.0f}/s, committed {recorder.committed - n} "
-            f"= {live:.0f}/s, latency p50 {p50:.0f} ms p99 {p99:.0f} ms max {max(recorder.latencies_ms):.0f} ms",
+            f"live: {args.workers} ingest process(es) on one shared subscription; published {live_count} at "
+            f"{report['rate']:.0f}/s, committed {workers.total} = {live:.0f}/s, latency p50 {p50:.0f} ms "
+            f"p99 {p99:.0f} ms max {max(workers.latencies_ms, default=0):.0f} ms",
             flush=True,
         )
-        service.stop()
 
         total = n + live_count
         receipts, distinct, rows = count_stored(database_url)
