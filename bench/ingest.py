@@ -7,8 +7,11 @@ and the real PostgreSQL (a fresh database, 10,000 provisioned devices), and meas
    a backlog of N QoS 1 messages that were published while it was offline;
 2. **drain** — carewatch's ingest (validation, rate limit, dedupe, COPY, commit, ack after commit)
    draining the *same* backlog (it was queued for both sessions) into committed rows;
-3. **live** — a paced publisher at ``--rate`` messages/s for ``--seconds`` with the ingest running;
-   latency is measured from the device timestamp (set at publish time) to the commit.
+3. **live** — a paced publisher at ``--rate`` messages/s for ``--seconds`` with the ingest running as
+   a scaled-out deployment runs it: ``--workers`` ingest processes (default 2) sharing one MQTT 5
+   subscription (``$share/bench-live/...``), each an ordinary ``IngestService``; latency is measured
+   from the device timestamp (set at publish time) to the commit. The drained sessions are discarded
+   first, so the broker does not also queue the live traffic for consumers that are gone.
 
 Publishers run in a child process (``--publisher``) so their CPU does not count against the ingest's
 GIL, but they share the machine's cores, as devices' traffic shares a real broker host's network.

@@ -120,6 +120,7 @@ class Pipeline:
                 on_committed=self.detectors.submit_records,
                 on_restarted=self.detectors.replay_recent,
                 registry=self.metrics,
+                workers=settings.ingest_processes,
                 log_level=settings.log_level,
                 switch_interval_s=settings.gil_switch_interval_ms / 1000,
             )

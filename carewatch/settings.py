@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     ingest_urgent_lane: bool = True
     # Run the ingest in a supervised child process, off the detectors' GIL (carewatch.ingest_process).
     ingest_process: bool = True
+    # Ingest processes sharing one subscription (``$share``), all feeding this pipeline's detectors.
+    ingest_processes: int = Field(default=1, ge=1, le=32)
     # The protocol's 16 KiB; raise only for meters that must upload bigger batches (docs/ingest.md).
     ingest_max_payload_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     clock_skew_tolerance_s: int = Field(default=300, ge=0)

@@ -4,8 +4,10 @@ For scaling the ingest out (several workers sharing ``$share/<group>/...``, see 
 for the crash tests, which SIGKILL it. Configuration is carewatch's: ``CAREWATCH_MQTT_URL``,
 ``CAREWATCH_DATABASE_URL``, ``CAREWATCH_TOPIC_ROOT``, ``CAREWATCH_MQTT_CLIENT_ID`` (stable and unique
 per worker), ``CAREWATCH_MQTT_SHARE_GROUP`` and the ``CAREWATCH_INGEST_*`` settings. The database must
-already be migrated (``carewatch db migrate``). Committed messages are not handed to detectors here:
-a detector runner elsewhere reads them from the database.
+already be migrated (``carewatch db migrate``). Committed messages are not handed to detectors here,
+and no detector reads them from the database as they arrive (only on a restart's replay): a standalone
+worker scales storage only. For detection, scale the ingest inside ``carewatch run`` with
+``CAREWATCH_INGEST_PROCESSES=N`` (child processes on one shared subscription, all feeding its detectors).
 
 Prints ``ingest: ready`` on stdout once connected to the broker; SIGTERM/SIGINT stop it cleanly
 (the batch in hand is committed and acknowledged, or left to the broker to redeliver).

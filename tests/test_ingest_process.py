@@ -74,7 +74,7 @@ def test_killed_ingest_process_is_restarted_and_every_message_is_stored_once(
         assert isinstance(ingest, IngestProcess)
         publish_raw(mqtt_url, _readings(topic_root, 0, PER_METER // 2))
         wait_until(lambda: _count(database_url, stored) > 0, timeout=30)
-        pid = ingest.pid
+        (pid,) = ingest.pids
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         publish_raw(mqtt_url, _readings(topic_root, PER_METER // 2, PER_METER))
@@ -85,7 +85,7 @@ def test_killed_ingest_process_is_restarted_and_every_message_is_stored_once(
         wait_until(lambda: _count(database_url, stored) == len(METERS) * PER_METER, timeout=60)
         wait_until(lambda: _count(database_url, "SELECT count(*) FROM alerts WHERE kind = 'sos'"), timeout=30)
         assert ingest.restarts == 1
-        assert ingest.pid != pid
+        assert ingest.pids != [pid]
         assert ingest.alive
         assert ingest.connected.is_set()
     distinct = "SELECT count(DISTINCT (device_id, ts)) FROM readings WHERE device_id LIKE 'ip-meter-%'"
@@ -129,3 +129,58 @@ def test_records_committed_but_never_handed_over_are_replayed(provisioned: str, 
         assert _count(database_url, side_alerts) == 0
         pipeline.detectors.replay_recent()
         wait_until(lambda: _count(database_url, side_alerts) == 1, timeout=30)
+
+
+def test_two_ingest_processes_share_the_subscription_and_feed_one_detector_runner(
+    provisioned: str, mqtt_url: str, topic_root: str
+) -> None:
+    database_url = provisioned
+    root = f"{topic_root}-two"
+    stored = "SELECT count(*) FROM readings WHERE device_id LIKE 'ip-meter-%' AND ts >= now() - interval '10 minutes'"
+    sos_alerts = "SELECT count(*) FROM alerts WHERE household_id = 'hh-ip-two' AND kind = 'sos'"
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        registry.insert_household(conn, HouseholdCreate(household_id="hh-ip-two", name="Chen Popo"))
+        registry.insert_device(
+            conn, DeviceCreate(device_id="ip-button-two", device_type=DeviceType.CALL_BUTTON, household_id="hh-ip-two")
+        )
+    settings = pipeline_settings(root, ingest_processes=2)
+    with running_pipeline(settings, mqtt_url, database_url, serve_api=False) as pipeline:
+        ingest = pipeline.ingest
+        assert isinstance(ingest, IngestProcess)
+        assert len(ingest.pids) == 2
+        now = datetime.now(UTC)
+        readings = [
+            (
+                f"{root}/dev/{meter}/telemetry",
+                payload(
+                    ts=(now - timedelta(seconds=10 * (20 - step))).isoformat(), seq=500 + step, register_l=900.0 + step
+                ),
+            )
+            for step in range(20)
+            for meter in METERS
+        ]
+        sos = (f"{root}/dev/ip-button-two/event", payload(ts=now.isoformat(), seq=1, event="sos"))
+        publish_raw(mqtt_url, [*readings, sos])
+        wait_until(lambda: _count(database_url, stored) == len(readings), timeout=60)
+        wait_until(lambda: _count(database_url, sos_alerts) == 1, timeout=30)
+
+        # The workers' counters are summed into the pipeline's registry.
+        def stored_metric() -> float:
+            return sum(
+                sample.value
+                for family in pipeline.metrics.collect()
+                if family.name == "carewatch_ingest_stored"
+                for sample in family.samples
+                if sample.name == "carewatch_ingest_stored_total"
+            )
+
+        wait_until(lambda: stored_metric() == len(readings) + 1, timeout=10)
+    # Every meter's newest reading reached the one detector runner, whichever worker stored it (the
+    # runner's snapshot on stop holds each meter's last reading time).
+    newest = (now - timedelta(seconds=10)).timestamp()
+    with psycopg.connect(database_url) as conn:
+        seen = conn.execute(
+            "SELECT state_key, (state->'logic'->>'t')::float8 FROM detector_state WHERE state_key LIKE 'dev:ip-meter-%'"
+        ).fetchall()
+    assert sorted(key for key, _ in seen) == sorted(f"dev:{meter}" for meter in METERS)
+    assert all(abs(t - newest) < 0.01 for _, t in seen), seen
