@@ -1,14 +1,16 @@
-"""The whole pipeline in one process: ingest → detectors → alerting → API.
+"""The whole pipeline: ingest → detectors → alerting → API, as one supervised process tree.
 
-``Pipeline`` wires the stages with explicit objects (no globals) and owns their threads:
-- the ingest (paho network thread + batch writer thread);
-- the detector runner (one thread; it is handed every committed batch);
+``Pipeline`` wires the stages with explicit objects (no globals) and owns their threads and processes:
+- the ingest, in ``ingest_processes`` supervised child processes by default (``carewatch.ingest_process``;
+  they share one subscription and hand every committed record to the detector runner over a pipe), or
+  in threads here (``ingest_process`` off);
+- the detector runner (one thread here; it is handed every committed record);
 - the dispatcher, in a supervised child process by default (``carewatch.dispatch_process``; woken by
   the outbox's NOTIFY, and polling for retries and escalations), or in threads here when channels are
   injected or ``dispatch_process`` is off;
 - optionally the API, served by uvicorn in a thread.
-Several pipelines may run against the same broker and database: the ingest shares one subscription
-(``$share``) and dispatchers lock outbox rows with ``SKIP LOCKED``.
+Run one pipeline per deployment: its detectors must see every record of a home. Extra dispatchers
+(``carewatch dispatch``) may run anywhere; they lock outbox rows with ``SKIP LOCKED``.
 """
 
 from __future__ import annotations
