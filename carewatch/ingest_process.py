@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from ingest.mqtt_source import BrokerAddress
 from ingest.service import IngestConfig, IngestService
 from schemas.intake import Accepted
 from schemas.records import Record
@@ -116,6 +117,11 @@ class IngestProcess:
         log_level: str = "INFO",
         switch_interval_s: float = 0.001,
     ) -> None:
+        if workers > 1 and BrokerAddress.parse(mqtt_url).protocol != "5":
+            raise ValueError(
+                f"{workers} ingest processes need MQTT 5 shared subscriptions, but the broker URL asks for "
+                "MQTT 3.1.1: each process would get every message (or none), not its share"
+            )
         self._configs = [config] if workers <= 1 else [
             replace(config, client_id=f"{config.client_id}-{k}", share_group=config.share_group or "carewatch")
             for k in range(workers)

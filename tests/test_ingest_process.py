@@ -64,6 +64,7 @@ def _readings(topic_root: str, first: int, last: int) -> list[tuple[str, bytes]]
     ]
 
 
+@pytest.mark.full_broker
 def test_killed_ingest_process_is_restarted_and_every_message_is_stored_once(
     provisioned: str, mqtt_url: str, topic_root: str
 ) -> None:
@@ -131,6 +132,7 @@ def test_records_committed_but_never_handed_over_are_replayed(provisioned: str, 
         wait_until(lambda: _count(database_url, side_alerts) == 1, timeout=30)
 
 
+@pytest.mark.full_broker
 def test_two_ingest_processes_share_the_subscription_and_feed_one_detector_runner(
     provisioned: str, mqtt_url: str, topic_root: str
 ) -> None:

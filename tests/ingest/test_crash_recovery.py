@@ -34,6 +34,7 @@ from tests.support import publish_raw, wait_until
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.full_broker
 def test_sigkill_mid_stream_then_restart_stores_every_message_exactly_once(
     mqtt_url: str, database_url: str, topic_root: str
 ) -> None:

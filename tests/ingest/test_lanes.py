@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from ingest.decode import DecodePolicy
@@ -38,6 +39,7 @@ class _Recorder:
             self.committed += len(new)
 
 
+@pytest.mark.full_broker
 def test_sos_overtakes_a_telemetry_backlog(mqtt_url: str, database_url: str, topic_root: str) -> None:
     prefix = f"lane{uuid.uuid4().hex[:4]}"
     meters = [f"{prefix}-m{k:02d}" for k in range(50)]

@@ -27,11 +27,10 @@ def _stored(port: int) -> float:
     )
 
 
+@pytest.mark.full_broker
 def test_two_workers_share_one_subscription_without_double_storing(
     mqtt_broker: MqttBroker, database_url: str, topic_root: str
 ) -> None:
-    if not mqtt_broker.mqtt5:
-        pytest.skip("shared subscriptions need MQTT 5; the amqtt fallback broker has 3.1.1 only")
     prefix = f"share{uuid.uuid4().hex[:4]}"
     devices = [f"{prefix}-{k:02d}" for k in range(20)]
     provision(database_url, f"hh-{prefix}", dict.fromkeys(devices, "water_meter"))
