@@ -7,15 +7,12 @@ a delivery within them can only come from the ``notifications_queued`` NOTIFY.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import pytest
 
 from alerting.channels import WebhookChannel
 from alerting.dispatcher import Dispatcher
@@ -28,19 +25,6 @@ from tests.support import wait_until
 
 CONFIG = AlertingConfig(delivery_deadline=timedelta(seconds=30))
 NEVER_POLL_S = 120.0
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[WebhookReceiver]:
-    hook = WebhookReceiver(secret=secrets.token_hex(16)).start()
-    yield hook
-    hook.stop()
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        yield connection
 
 
 def _family(prefix: str, hook: WebhookReceiver) -> list[Member]:

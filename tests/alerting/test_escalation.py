@@ -27,23 +27,10 @@ CONFIG = AlertingConfig(delivery_deadline=timedelta(seconds=5))
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[WebhookReceiver]:
-    hook = WebhookReceiver(secret=secrets.token_hex(16)).start()
-    yield hook
-    hook.stop()
-
-
-@pytest.fixture(scope="module")
 def failing() -> Iterator[WebhookReceiver]:
     hook = WebhookReceiver(secret=secrets.token_hex(16), fail_first=1_000_000).start()
     yield hook
     hook.stop()
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        yield connection
 
 
 def team(prefix: str, hook: WebhookReceiver, *, tier1: WebhookReceiver | None = None) -> list[Member]:
