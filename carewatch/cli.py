@@ -60,7 +60,8 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     migrate(database_url)
     pipeline = Pipeline(settings=settings, mqtt_url=mqtt_url, database_url=database_url, serve_api=not args.no_api)
     pipeline.start()
-    print(f"api: {pipeline.api_url}", flush=True)
+    if not args.no_api:
+        print(f"api: {pipeline.api_url}", flush=True)
     try:
         _wait_for_signal(None)
     finally:
