@@ -52,17 +52,61 @@ def zone(name: str) -> ZoneInfo:
     return found
 
 
+class ZoneClock:
+    """UTC offsets of one time zone, cached per UTC hour and shared by every household in the zone.
+
+    The offset is needed several times per reading (local day, slot, day start); views of one zone are
+    consulted in turn by thousands of meters at different hours, so a cache of the last hour per view
+    missed most of the time. An hour is cached only when the offset is the same at its first and last
+    second (a transition inside it is computed exactly on every call); the cache is bounded."""
+
+    __slots__ = ("hours", "tz")
+    MAX_HOURS = 8192  # about a year of hours: ~0.8 MB per zone at most
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.hours: dict[int, float] = {}
+
+    def offset_s(self, t: float) -> float:
+        hour = int(t // 3600)
+        found = self.hours.get(hour)
+        if found is not None:
+            return found
+        start, end = self._exact(hour * 3600.0), self._exact(hour * 3600.0 + 3599.0)
+        if start != end:
+            return self._exact(t)
+        if len(self.hours) >= self.MAX_HOURS:
+            self.hours.clear()
+        self.hours[hour] = start
+        return start
+
+    def _exact(self, t: float) -> float:
+        delta = to_dt(t).astimezone(self.tz).utcoffset()
+        return delta.total_seconds() if delta is not None else 0.0
+
+
+_CLOCKS: dict[str, ZoneClock] = {}
+
+
+def zone_clock(name: str) -> ZoneClock:
+    found = _CLOCKS.get(name)
+    if found is None:
+        found = _CLOCKS[name] = ZoneClock(zone(name))
+    return found
+
+
 class HouseholdView:
     """Household settings made fast to query with epoch seconds."""
 
-    __slots__ = ("_away", "_hour", "_offset", "_quiet", "_tz", "settings")
+    __slots__ = ("_away", "_offset", "_quiet", "_tz", "settings")
 
     def __init__(self, settings: HouseholdSettings) -> None:
         self.settings = settings
         self._tz = zone(settings.timezone)
+        # The zone's shared cache, bound once: this is called several times for every reading.
+        self._offset = zone_clock(settings.timezone).offset_s
         self._away = sorted((epoch(p.start), epoch(p.end), p.reason) for p in settings.away)
         self._quiet = settings.quiet
-        self._hour, self._offset = -1, 0.0
 
     # Away / hospital -------------------------------------------------------------------------
     def away_reason(self, t: float) -> str | None:
@@ -82,29 +126,24 @@ class HouseholdView:
 
     # Local time ------------------------------------------------------------------------------
     def offset_s(self, t: float) -> float:
-        # Offsets change at most on the hour: cache per UTC hour (this is on every reading's path).
-        hour = int(t // 3600)
-        if hour != self._hour:
-            delta = to_dt(t).astimezone(self._tz).utcoffset()
-            self._hour, self._offset = hour, delta.total_seconds() if delta is not None else 0.0
-        return self._offset
+        return self._offset(t)
 
     def local(self, t: float) -> datetime:
         return to_dt(t).astimezone(self._tz)
 
     def day_index(self, t: float) -> int:
         """Local calendar day number (days since 1970-01-01 local)."""
-        return int((t + self.offset_s(t)) // DAY_S)
+        return int((t + self._offset(t)) // DAY_S)
 
     def slot(self, t: float) -> int:
         """The local 30-minute slot (0..47) that contains instant ``t``."""
-        return int(((t + self.offset_s(t)) % DAY_S) // SLOT_S)
+        return int(((t + self._offset(t)) % DAY_S) // SLOT_S)
 
     def day_start(self, day: int) -> float:
         """Epoch seconds of local midnight starting ``day`` (exact for fixed-offset zones such as
         Asia/Shanghai; for DST zones off by at most the DST shift on changeover days)."""
         guess = day * DAY_S
-        return guess - self.offset_s(guess)
+        return guess - self._offset(guess)
 
     def in_local_window(self, t: float, start: time, end: time) -> bool:
         clock = self.local(t).time()

@@ -3,9 +3,9 @@
 The personal baseline is kept in the most compact form that still answers the routine detector's
 question ("on comparable days, how long did a quiet gap starting at this time of day last?"): per local
 day one 48-bit mask (bit *s* set when water was used in 30-minute slot *s*), a validity bit, and the
-day's total litres. 28 days cost 28 × 8 bytes of masks plus 28 × 4 bytes of totals in ``array``
-buffers, about 0.5 KiB per meter with overheads, and are rolled as days close (a rolling window, no
-decay constants to tune).
+day's total litres. 28 days cost 28 × 6 bytes of masks plus 28 × 4 bytes of float32 totals, kept in
+two ``bytes`` objects (no over-allocation, a 33-byte header each: about 0.35 KiB per meter), rebuilt
+as days close (a rolling window, no decay constants to tune).
 
 Attribution. A reading interval's water is put in the slot that contains the *end* of the interval.
 For intervals longer than a slot (hourly meters, gaps) that can only move use later and leave earlier
@@ -36,6 +36,8 @@ from schemas.records import DeviceInfo
 MIN_COVERAGE_S = 20 * 3600
 # Interval longer than this do not count towards a day's coverage (the resolution is too coarse).
 MAX_COVERED_INTERVAL_S = 3 * 3600
+# A day's usage mask, little-endian: 48 slots in 6 bytes.
+MASK_BYTES = 6
 
 
 class DayLedger:
@@ -43,6 +45,7 @@ class DayLedger:
 
     __slots__ = (
         "_p90",
+        "_p90_stale",
         "bits",
         "cfg",
         "covered",
@@ -60,8 +63,9 @@ class DayLedger:
         self.device = device
         self.cfg = cfg
         s = state or {}
-        self.bits = array("Q", s.get("bits", []))
-        self.totals = array("f", s.get("totals", []))
+        # Oldest first: MASK_BYTES per day, and each day's total as float32.
+        self.bits = b"".join(int(x).to_bytes(MASK_BYTES, "little") for x in s.get("bits", []))
+        self.totals = array("f", s.get("totals", [])).tobytes()
         # Bit i set when entry i (oldest first) is a valid day.
         self.valid: int = s.get("valid", 0)
         self.newest: int | None = s.get("newest")
@@ -70,7 +74,9 @@ class DayLedger:
         self.covered: float = s.get("cov", 0.0)
         self.today_total: float = s.get("ttotal", 0.0)
         self.excess_day: int | None = s.get("xday")
-        self._p90: tuple[int | None, float | None] | None = None  # derived, not snapshotted
+        # Derived, not snapshotted: the usual high day, recomputed after a day closes.
+        self._p90: float | None = None
+        self._p90_stale = True
 
     # Accumulation --------------------------------------------------------------------------------
     def roll_to(self, day: int, view: HouseholdView) -> None:
@@ -88,20 +94,29 @@ class DayLedger:
 
     def _push(self, bits: int, total: float, ok: bool) -> None:
         keep = self.cfg.routine.history_days
-        self.bits.append(bits)
-        self.totals.append(total)
-        self.valid |= int(ok) << (len(self.bits) - 1)
-        if len(self.bits) > keep:
-            drop = len(self.bits) - keep
-            del self.bits[:drop]
-            del self.totals[:drop]
+        self.bits += bits.to_bytes(MASK_BYTES, "little")
+        self.totals += array("f", [total]).tobytes()
+        n = self.days
+        self.valid |= int(ok) << (n - 1)
+        if n > keep:
+            drop = n - keep
+            self.bits = self.bits[drop * MASK_BYTES :]
+            self.totals = self.totals[drop * 4 :]
             self.valid >>= drop
         self.newest = self.today
+        self._p90_stale = True
 
-    def add(self, t0: float, t: float, litres: float, used: bool, view: HouseholdView) -> None:
-        self.roll_to(view.day_index(t), view)
+    @property
+    def days(self) -> int:
+        """Closed days held (at most ``history_days``)."""
+        return len(self.bits) // MASK_BYTES
+
+    def add(self, t0: float, t: float, day: int, litres: float, used: bool, view: HouseholdView) -> None:
+        """The interval (t0, t] (``day`` is t's local day) used ``litres``; ``used`` if above the floor."""
+        if day != self.today:
+            self.roll_to(day, view)
         if t - t0 <= MAX_COVERED_INTERVAL_S:
-            self.covered += min(t - t0, t - view.day_start(view.day_index(t)))
+            self.covered += min(t - t0, t - view.day_start(day))
         if used:
             self.today_bits |= 1 << view.slot(t - 1e-3)
         self.today_total += litres
@@ -109,11 +124,11 @@ class DayLedger:
     # Queries ---------------------------------------------------------------------------------------
     def matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(usage bool[n, 48], valid bool[n], day index int[n]) for the closed days, oldest first."""
-        n = len(self.bits)
+        n = self.days
         if n == 0 or self.newest is None:
             return np.zeros((0, 48), bool), np.zeros(0, bool), np.zeros(0, np.int64)
-        raw = np.frombuffer(self.bits.tobytes(), dtype="<u8")
-        usage = ((raw[:, None] >> np.arange(48, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+        raw = np.frombuffer(self.bits, dtype=np.uint8).reshape(n, MASK_BYTES)
+        usage = np.unpackbits(raw, axis=1, bitorder="little").view(bool)
         valid = ((self.valid >> np.arange(n)) & 1).astype(bool)
         days = np.arange(self.newest - n + 1, self.newest + 1)
         return usage, valid, days
@@ -146,18 +161,21 @@ class DayLedger:
 
     def _usual_high(self) -> float | None:
         """90th percentile of the valid daily totals (cached until the next day closes)."""
-        if self._p90 is None or self._p90[0] != self.newest:
-            totals = np.frombuffer(self.totals.tobytes(), dtype=np.float32)
+        if self._p90_stale:
+            totals = np.frombuffer(self.totals, dtype=np.float32)
             valid = ((self.valid >> np.arange(len(totals))) & 1).astype(bool)
             usual = totals[valid]
             enough = len(usual) >= self.cfg.excess.min_history_days
-            self._p90 = (self.newest, float(np.percentile(usual, 90)) if enough else None)
-        return self._p90[1]
+            self._p90 = float(np.percentile(usual, 90)) if enough else None
+            self._p90_stale = False
+        return self._p90
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "bits": self.bits.tolist(),
-            "totals": [round(x, 1) for x in self.totals.tolist()],
+            "bits": [
+                int.from_bytes(self.bits[i : i + MASK_BYTES], "little") for i in range(0, len(self.bits), MASK_BYTES)
+            ],
+            "totals": [round(x, 1) for x in array("f", self.totals).tolist()],
             "valid": self.valid,
             "newest": self.newest,
             "today": self.today,
@@ -169,4 +187,4 @@ class DayLedger:
 
     def nbytes(self) -> int:
         """Approximate in-memory size of the ledger's buffers (for the memory budget)."""
-        return self.bits.buffer_info()[1] * 8 + self.totals.buffer_info()[1] * 4 + 64 * 2 + 8 * 9
+        return len(self.bits) + len(self.totals) + 33 * 2 + 8 * 11

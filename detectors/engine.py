@@ -48,8 +48,16 @@ from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record, Status
 
 SNAPSHOT_VERSION = 1
 Logic = MeterLogic | SmokeLogic | CallLogic
+# Kinds of state and timer, keyed by the plain id: the ``dev:<id>``/``hh:<id>`` strings exist only in
+# snapshots (a key string per device in every set and timer would cost ~100 B of memory per device,
+# and formatting them on every record was measurable).
+DEV, HH = "dev", "hh"
 log = logging.getLogger(__name__)
 _BAD_SNAPSHOT = (KeyError, TypeError, ValueError, IndexError, AttributeError)
+
+
+def _device_time(record: Record) -> datetime:
+    return record.ts
 
 
 def _checked(state: Any) -> dict[str, Any]:
@@ -70,16 +78,16 @@ class _Household:
         self.view = view
         self.health = HouseholdHealth(household_id, cfg.health, s.get("health"))
         self.held = HeldFindings(s.get("held"))
-        # A list, not a set: a home has a handful of devices and a set costs 216 B even for one.
-        self.devices: list[str] = []
+        # A tuple, not a set or list: a home has a handful of devices, rarely changed, and a set costs
+        # 216 B even for one (a list 88 B with its spare room, a tuple of one 48 B).
+        self.devices: tuple[str, ...] = ()
 
     def add(self, device_id: str) -> None:
         if device_id not in self.devices:
-            self.devices.append(device_id)
+            self.devices = (*self.devices, device_id)
 
     def discard(self, device_id: str) -> None:
-        if device_id in self.devices:
-            self.devices.remove(device_id)
+        self.devices = tuple(d for d in self.devices if d != device_id)
 
 
 class Engine:
@@ -92,9 +100,10 @@ class Engine:
         self._logic: dict[str, Logic] = {}
         self._households: dict[str, _Household] = {}
         self._default_view = HouseholdView(HouseholdSettings())
-        self._heap: list[tuple[float, str]] = []
-        self._scheduled: dict[str, float] = {}
-        self._dirty: set[str] = set()
+        # Timers: (due, kind, id) entries; an entry is live while ``_due[kind][id]`` still equals its due.
+        self._heap: list[tuple[float, str, str]] = []
+        self._due: dict[str, dict[str, float]] = {DEV: {}, HH: {}}
+        self._dirty: dict[str, set[str]] = {DEV: set(), HH: set()}
         # Registered devices not heard from yet and not watched yet: the next tick starts their clock.
         self._unwatched: set[str] = set()
         # A snapshot another version wrote in a shape this one cannot read starts that key fresh
@@ -118,7 +127,6 @@ class Engine:
         old = self._devices.get(device.device_id)
         if old == device:
             return
-        key = f"dev:{device.device_id}"
         if old is None or old.device_type != device.device_type:
             self._health[device.device_id] = DeviceHealth(device, self._cfg.health)
             self._logic[device.device_id] = self._build(device, None)
@@ -129,7 +137,7 @@ class Engine:
                 self._household(old.household_id).discard(device.device_id)
         self._devices[device.device_id] = device
         self._household(device.household_id).add(device.device_id)
-        self._dirty.add(key)
+        self._dirty[DEV].add(device.device_id)
         self._watch_if_silent(device.device_id)
         self._schedule_device(device.device_id)
 
@@ -146,7 +154,7 @@ class Engine:
         device = self._devices.pop(device_id, None)
         self._health.pop(device_id, None)
         self._logic.pop(device_id, None)
-        self._scheduled.pop(f"dev:{device_id}", None)
+        self._due[DEV].pop(device_id, None)
         if device is not None:
             self._household(device.household_id).discard(device_id)
 
@@ -161,21 +169,21 @@ class Engine:
             by_device.setdefault(record.device_id, []).append(record)
         out: list[Finding] = []
         for device_id, recs in by_device.items():
-            recs.sort(key=lambda r: r.ts)
+            recs.sort(key=_device_time)
+            # Looked up once per device and call, not per record (this is the per-reading path).
+            device = self._devices.get(device_id) or self._infer_device(recs[0])
+            household = self._household(device.household_id)
+            health, logic = self._health[device_id], self._logic[device_id]
+            self._dirty[DEV].add(device_id)
+            self._dirty[HH].add(device.household_id)
             for record in recs:
-                out.extend(self._apply(record))
+                out.extend(self._apply(record, household, health, logic))
             self._schedule_device(device_id)
         return self._hold_quiet(out)
 
-    def _apply(self, record: Record) -> list[Finding]:
-        device = self._devices.get(record.device_id) or self._infer_device(record)
-        household = self._household(device.household_id)
+    def _apply(self, record: Record, household: _Household, health: DeviceHealth, logic: Logic) -> list[Finding]:
         view = household.view
-        health = self._health[device.device_id]
-        logic = self._logic[device.device_id]
         now = epoch(record.received_at)
-        self._dirty.add(f"dev:{device.device_id}")
-        self._dirty.add(f"hh:{device.household_id}")
         out: list[Finding] = []
         if isinstance(record, StatusReport) and not record.online:
             if health.offline_since is None:
@@ -205,17 +213,16 @@ class Engine:
             health = self._health.get(device_id)
             if health is not None and health.last_heard is None and health.watch_from is None:
                 health.watch_from = t_now
-                self._dirty.add(f"dev:{device_id}")
+                self._dirty[DEV].add(device_id)
                 self._schedule_device(device_id)
         self._unwatched.clear()
         while self._heap and self._heap[0][0] <= t_now:
-            due, key = heapq.heappop(self._heap)
-            if self._scheduled.get(key) != due:
+            due, kind, ident = heapq.heappop(self._heap)
+            if self._due[kind].get(ident) != due:
                 continue  # superseded by a later schedule
-            del self._scheduled[key]
-            kind, ident = key.split(":", 1)
-            self._dirty.add(key)
-            if kind == "dev":
+            del self._due[kind][ident]
+            self._dirty[kind].add(ident)
+            if kind == DEV:
                 out.extend(self._device_timer(ident, t_now))
             else:
                 released.extend(self._household(ident).held.release(t_now))
@@ -223,7 +230,7 @@ class Engine:
         return self._hold_quiet(out) + released
 
     def next_timer(self) -> datetime | None:
-        while self._heap and self._scheduled.get(self._heap[0][1]) != self._heap[0][0]:
+        while self._heap and self._due[self._heap[0][1]].get(self._heap[0][2]) != self._heap[0][0]:
             heapq.heappop(self._heap)
         return to_dt(self._heap[0][0]) if self._heap else None
 
@@ -236,26 +243,27 @@ class Engine:
             self._schedule_device(device_id)
             return []
         household = self._household(health.device.household_id)
-        self._dirty.add(f"hh:{health.device.household_id}")
+        self._dirty[HH].add(health.device.household_id)
         if health.last_heard is None:
             since, reason = health.watch_from if health.watch_from is not None else now, "never_heard"
         else:
             since, reason = health.last_heard, "silent"
         return household.health.device_offline(health, since, now, reason, self._peers(household), household.view)
 
-    def _schedule(self, key: str, due: float | None) -> None:
+    def _schedule(self, kind: str, ident: str, due: float | None) -> None:
+        scheduled = self._due[kind]
         if due is None:
-            self._scheduled.pop(key, None)
-        elif self._scheduled.get(key) != due:
-            self._scheduled[key] = due
-            heapq.heappush(self._heap, (due, key))
+            scheduled.pop(ident, None)
+        elif scheduled.get(ident) != due:
+            scheduled[ident] = due
+            heapq.heappush(self._heap, (due, kind, ident))
 
     def _schedule_device(self, device_id: str) -> None:
         health = self._health.get(device_id)
-        self._schedule(f"dev:{device_id}", health.next_timer() if health else None)
+        self._schedule(DEV, device_id, health.next_timer() if health else None)
 
     def _schedule_household(self, household_id: str) -> None:
-        self._schedule(f"hh:{household_id}", self._household(household_id).held.next_timer())
+        self._schedule(HH, household_id, self._household(household_id).held.next_timer())
 
     def _hold_quiet(self, findings: list[Finding]) -> list[Finding]:
         """Hold low-severity findings raised inside a household's quiet window until it ends."""
@@ -263,7 +271,7 @@ class Engine:
         for f in findings:
             household = self._households.get(f.household_id)
             if household is not None and household.held.hold(f, household.view):
-                self._dirty.add(f"hh:{f.household_id}")
+                self._dirty[HH].add(f.household_id)
                 self._schedule_household(f.household_id)
             else:
                 out.append(f)
@@ -273,26 +281,27 @@ class Engine:
     def snapshots(self) -> dict[str, dict[str, Any]]:
         """JSON-serialisable state of every key changed since the previous call."""
         out: dict[str, dict[str, Any]] = {}
-        for key in sorted(self._dirty):
-            kind, ident = key.split(":", 1)
-            if kind == "dev" and ident in self._devices:
+        for ident in sorted(self._dirty[DEV]):
+            if ident in self._devices:
                 d = self._devices[ident]
-                out[key] = {
+                out[f"{DEV}:{ident}"] = {
                     "v": SNAPSHOT_VERSION,
                     "info": [d.device_id, d.device_type.value, d.household_id, d.expected_interval_s],
                     "health": self._health[ident].snapshot(),
                     "logic": self._logic[ident].snapshot(),
                 }
-            elif kind == "hh" and ident in self._households:
+        for ident in sorted(self._dirty[HH]):
+            if ident in self._households:
                 h = self._households[ident]
-                out[key] = {"v": SNAPSHOT_VERSION, "health": h.health.snapshot(), "held": h.held.snapshot()}
-        self._dirty.clear()
+                out[f"{HH}:{ident}"] = {"v": SNAPSHOT_VERSION, "health": h.health.snapshot(), "held": h.held.snapshot()}
+        for dirty in self._dirty.values():
+            dirty.clear()
         return out
 
     def all_snapshots(self) -> dict[str, dict[str, Any]]:
         """Every key's state (for measurement and for a full checkpoint)."""
-        self._dirty.update(f"dev:{d}" for d in self._devices)
-        self._dirty.update(f"hh:{h}" for h in self._households)
+        self._dirty[DEV].update(self._devices)
+        self._dirty[HH].update(self._households)
         return self.snapshots()
 
     def _restore_device(self, state: dict[str, Any]) -> None:

@@ -82,11 +82,12 @@ class FlowLogic:
         # Standing flow: today's lowest interval rate (L/h) and the last days' lowest rates.
         self.min_day: int | None = s.get("mday")
         self.min_rate: float = math.inf if s.get("mrate") is None else float(s["mrate"])
-        self.min_hist: list[float] = [float(x) for x in s.get("mhist", [])]
+        # Tuples, rebuilt when they change (at most daily): the empty one is shared, a list is not.
+        self.min_hist: tuple[float, ...] = tuple(float(x) for x in s.get("mhist", []))
         self.fired_standing: bool = bool(s.get("fstand", False))
         # Recent nights with flow throughout, and recent hour-long high flows as [day, local second].
-        self.nights: list[int] = [int(x) for x in s.get("nights", [])]
-        self.highs: list[list[int]] = [[int(a), int(b)] for a, b in s.get("highs", [])]
+        self.nights: tuple[int, ...] = tuple(int(x) for x in s.get("nights", []))
+        self.highs: tuple[tuple[int, int], ...] = tuple((int(a), int(b)) for a, b in s.get("highs", []))
         self.standing_lph = self._standing()
 
     def _standing(self) -> float:
@@ -95,15 +96,15 @@ class FlowLogic:
             return 0.0
         return min(self.min_hist)
 
-    def note_interval(self, t0: float, t: float, litres: float, view: HouseholdView) -> None:
-        """Track the lowest interval rate per local day (called for every measured interval)."""
+    def note_interval(self, t0: float, t: float, day: int, litres: float) -> None:
+        """Track the lowest interval rate per local day (called for every measured interval; ``day`` is
+        ``t``'s local day)."""
         fc = self.cfg.flow
         if t - t0 > fc.max_interval_min * 60:
             return
-        day = view.day_index(t)
         if day != self.min_day:
             if self.min_day is not None and math.isfinite(self.min_rate):
-                self.min_hist = [*self.min_hist, self.min_rate][-fc.standing_days :]
+                self.min_hist = (*self.min_hist, self.min_rate)[-fc.standing_days :]
                 self.standing_lph = self._standing()
             self.min_day, self.min_rate = day, math.inf
         self.min_rate = min(self.min_rate, litres * 3600 / (t - t0))
@@ -173,7 +174,7 @@ class FlowLogic:
             return []
         self.fired_night = day
         usual = [d for d in self.nights if day - fc.routine_window_d <= d < day]
-        self.nights = [*usual, day]
+        self.nights = (*usual, day)
         if len(usual) >= fc.routine_days:
             return []  # the home's own routine (an irrigation timer), not a leak or a person in trouble
         return [
@@ -194,7 +195,7 @@ class FlowLogic:
         similar = {
             h[0] for h in recent if h[0] < day and min(abs(h[1] - second), DAY_S - abs(h[1] - second)) <= 3 * 3600
         }
-        self.highs = [*recent, [day, second]][-2 * fc.routine_window_d :]
+        self.highs = (*recent, (day, second))[-2 * fc.routine_window_d :]
         return len(similar) >= fc.routine_days
 
     def _standing_notice(self, t: float, now: float, view: HouseholdView) -> list[Finding]:
@@ -233,8 +234,8 @@ class FlowLogic:
             "fnight": self.fired_night,
             "mday": self.min_day,
             "mrate": self.min_rate if math.isfinite(self.min_rate) else None,
-            "mhist": self.min_hist,
+            "mhist": list(self.min_hist),
             "fstand": self.fired_standing,
-            "nights": self.nights,
-            "highs": self.highs,
+            "nights": list(self.nights),
+            "highs": [list(h) for h in self.highs],
         }

@@ -52,12 +52,13 @@ def epoch_iso(text: str) -> float:
 
 
 class HeldFindings:
-    """Findings waiting for the end of a quiet window: ``[(release_time, finding_json), ...]``."""
+    """Findings waiting for the end of a quiet window: ``((release_time, finding_json), ...)``."""
 
     __slots__ = ("items",)
 
     def __init__(self, state: list[list[Any]] | None = None) -> None:
-        self.items: list[list[Any]] = [list(item) for item in state or []]
+        # A tuple: nearly always the shared empty one (a list would cost every household 56 B).
+        self.items: tuple[tuple[float, dict[str, Any]], ...] = tuple((item[0], item[1]) for item in state or [])
 
     def hold(self, f: Finding, view: HouseholdView) -> bool:
         if f.severity is not Severity.LOW or f.action is not FindingAction.RAISE:
@@ -66,16 +67,16 @@ class HeldFindings:
         if release is None:
             return False
         held = replace(f, details={**f.details, "held_until": iso(release)})
-        self.items.append([release, finding_to_json(held)])
+        self.items = (*self.items, (release, finding_to_json(held)))
         return True
 
     def release(self, now: float) -> list[Finding]:
         due = [item for item in self.items if item[0] <= now]
-        self.items = [item for item in self.items if item[0] > now]
+        self.items = tuple(item for item in self.items if item[0] > now)
         return [finding_from_json(item[1]) for item in due]
 
     def next_timer(self) -> float | None:
         return min((item[0] for item in self.items), default=None)
 
     def snapshot(self) -> list[list[Any]]:
-        return self.items
+        return [list(item) for item in self.items]

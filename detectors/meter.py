@@ -40,9 +40,9 @@ The routine, flow and excess detectors live in their own modules and are driven 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
-from detectors.config import DetectorSuiteConfig, FlatRuleConfig
+from detectors.config import DetectorSuiteConfig
 from detectors.context import HouseholdView, epoch, hours, iso
 from detectors.daily import DayLedger
 from detectors.events import finding
@@ -54,6 +54,15 @@ from schemas.records import DeviceInfo, MeterSample
 
 # Inactivity findings are suppressed inside away/hospital periods; these kinds are.
 INACTIVITY_KINDS = frozenset({AlertKind.INACTIVITY, AlertKind.ROUTINE_MISSED})
+
+
+class RuleLatch(NamedTuple):
+    """A flat rule's latch. Fired: ``reg`` is the register it fired at and ``at`` the start of the quiet
+    stretch it raised. Cleared (``reg`` None): the next window starts after ``at`` (the floor)."""
+
+    name: str
+    reg: float | None
+    at: float
 
 
 class MeterLogic:
@@ -93,10 +102,17 @@ class MeterLogic:
         # the backstop counts its 12 h from here and never fires later than 12 h after the last use.
         self.use_t0: float | None = s.get("use_t0", self.last_use)
         # (time, register) of the series before a reset, to recognise a one-reading glitch.
-        self.prev: list[float] | None = s.get("prev")
-        self.steps: list[list[float]] = [list(p) for p in s.get("steps", [])]
-        # Per flat rule name: [fired_at_register, fired_quiet_start] while fired; "floor" after clearing.
-        self.fired: dict[str, dict[str, float]] = {k: dict(v) for k, v in s.get("fired", {}).items()}
+        prev = s.get("prev")
+        self.prev: tuple[float, float] | None = None if prev is None else (prev[0], prev[1])
+        # Tuples, not lists or dicts, throughout: the empty tuple is shared, and these change rarely
+        # (steps only under a program rule, latches when a rule fires or clears).
+        self.steps: tuple[tuple[float, float], ...] = tuple((p[0], p[1]) for p in s.get("steps", []))
+        # One latch per flat rule that has fired (snapshot: {name: {"reg", "start"} or {"floor"}}).
+        self.fired: tuple[RuleLatch, ...] = tuple(
+            RuleLatch(k, v["reg"], v["start"]) if "reg" in v else RuleLatch(k, None, v["floor"])
+            for k, v in s.get("fired", {}).items()
+            if "reg" in v or "floor" in v
+        )
         self.resets: int = s.get("resets", 0)
         self.late_inside: int = s.get("late", 0)
         self.ledger = DayLedger(device, cfg, s.get("days"))
@@ -122,7 +138,8 @@ class MeterLogic:
             self.flow.boundary()
             return []
         self.series_n += 1
-        self.flow.note_interval(t0, t, litres, view)
+        day = view.day_index(t)
+        self.flow.note_interval(t0, t, day, litres)
         # A standing leak is not a resident: only use above the home's own minimum flow counts.
         used = litres - self.flow.standing_lph * (t - t0) / 3600 >= self.cfg.use_min_l
         if used:
@@ -130,7 +147,7 @@ class MeterLogic:
         if litres > 0:
             self._add_step(t, r, view)
         out: list[Finding] = []
-        self.ledger.add(t0, t, litres, used, view)
+        self.ledger.add(t0, t, day, litres, used, view)
         self._clear_fired(t, r, used)
         suppressed = view.away_reason(t)
         floor = max(self.series_start, view.away_floor(t))
@@ -138,7 +155,7 @@ class MeterLogic:
         q = self._quiet_start(floor)
         since = max(r - self.use_r, 0.0) if self.last_use is not None and q == self.last_use else 0.0
         # Once the backstop or program rule has raised this stretch, a later routine finding adds nothing.
-        raised = suppressed or ("inactivity" if any("reg" in st for st in self.fired.values()) else None)
+        raised = suppressed or ("inactivity" if any(latch.reg is not None for latch in self.fired) else None)
         out.extend(self.routine.check(self.ledger, t, now, q, since, raised, view))
         out.extend(self.flow.on_interval(t0, t, litres, now, view))
         out.extend(self.ledger.check_excess(t, now, view))
@@ -159,9 +176,9 @@ class MeterLogic:
             if -self.cfg.reset_tolerance_l <= back <= self.cfg.max_plausible_lpm * max(t - prev_t, 60) / 60:
                 # The low reading was a glitch: the register is back on its old series.
                 self.prev = None
-                self.steps = [[t, r]] if self._program else []
+                self.steps = ((t, r),) if self._program else ()
                 return max(back, 0.0)
-        self.prev = [last_t, self.last_r]
+        self.prev = (last_t, self.last_r)
         self.resets += 1
         self._new_series(t, r)
         return None
@@ -171,25 +188,27 @@ class MeterLogic:
         self.series_start = t
         self.series_n = 0
         # Step points serve the program rule only (memory: the default suite runs the backstop).
-        self.steps = [[t, r]] if self._program else []
+        self.steps = ((t, r),) if self._program else ()
 
     def _add_step(self, t: float, r: float, view: HouseholdView) -> None:
-        rules = [view.settings.flat_rule(rule) for rule in self._rules() if not rule.personal]
-        if not rules:
+        widest, narrowest = -math.inf, math.inf
+        for base in self.cfg.flat_rules:
+            if base.enabled and not base.personal:
+                litres = view.settings.flat_rule(base).min_litres
+                widest, narrowest = max(widest, litres), min(narrowest, litres)
+        if widest == -math.inf:
             return
-        widest = max(rule.min_litres for rule in rules)
-        quantum = min(rule.min_litres for rule in rules) / 16
-        if not self.steps or r - self.steps[-1][1] >= quantum:
-            self.steps.append([t, r])
-        while len(self.steps) > 1 and self.steps[0][1] <= r - widest:
-            self.steps.pop(0)
+        steps = self.steps
+        if not steps or r - steps[-1][1] >= narrowest / 16:
+            steps = (*steps, (t, r))
+        drop = 0
+        while len(steps) - drop > 1 and steps[drop][1] <= r - widest:
+            drop += 1
+        self.steps = steps[drop:]
 
     @property
     def _program(self) -> bool:
-        return any(not rule.personal for rule in self._rules())
-
-    def _rules(self) -> list[FlatRuleConfig]:
-        return [rule for rule in self.cfg.flat_rules if rule.enabled]
+        return any(rule.enabled and not rule.personal for rule in self.cfg.flat_rules)
 
     def _quiet_start(self, floor: float) -> float:
         """Start of the current stretch without water use, for the routine detector."""
@@ -201,26 +220,29 @@ class MeterLogic:
         self, t: float, now: float, r: float, floor: float, suppressed: str | None, view: HouseholdView
     ) -> list[Finding]:
         out: list[Finding] = []
-        for base in self._rules():
+        for base in self.cfg.flat_rules:
+            if not base.enabled:
+                continue
             rule = view.settings.flat_rule(base)
-            state = self.fired.get(rule.name)
-            if state is not None and "reg" in state:
+            latch = self._latch(rule.name)
+            if latch is not None and latch.reg is not None:
                 continue  # fired and not yet cleared
-            rule_floor = max(floor, state["floor"]) if state else floor
-            start = next((p[0] for p in self.steps if p[1] > r - rule.min_litres), t)
-            start = max(start, rule_floor)
-            window = rule.window_h * 3600
+            rule_floor = max(floor, latch.at) if latch is not None else floor
             if rule.personal:
                 # The suite's backstop: the stretch without a single use, however small the drips.
                 last = self.use_t0 if self.use_t0 is not None else self.series_start
                 start = max(last, floor, rule_floor)
+            else:
+                start = next((p[0] for p in self.steps if p[1] > r - rule.min_litres), t)
+                start = max(start, rule_floor)
+            window = rule.window_h * 3600
             if t - start < window or suppressed:
                 continue
             if rule.personal:
                 used = max(r - self.use_r, 0.0) if self.last_use is not None else 0.0
             else:
                 used = max(r - next((p[1] for p in self.steps if p[0] >= start), r), 0.0)
-            self.fired[rule.name] = {"reg": r, "start": start}
+            self._set_latch(RuleLatch(rule.name, r, start))
             out.append(
                 finding(
                     self.device,
@@ -249,16 +271,31 @@ class MeterLogic:
         return out
 
     def _clear_fired(self, t: float, r: float, used: bool) -> None:
-        for name, state in list(self.fired.items()):
-            if "reg" not in state:
+        for latch in self.fired:
+            if latch.reg is None:
                 continue
             # The backstop clears at the next real use (a standing leak keeps moving the register);
             # the program rule once ``resume_l`` more litres went through the meter.
-            if self._personal(name):
+            if self._personal(latch.name):
                 if used and self.use_t0 is not None:
-                    self.fired[name] = {"floor": self.use_t0}
-            elif r - state["reg"] >= self.cfg.resume_l:
-                self.fired[name] = {"floor": t}
+                    self._set_latch(RuleLatch(latch.name, None, self.use_t0))
+            elif r - latch.reg >= self.cfg.resume_l:
+                self._set_latch(RuleLatch(latch.name, None, t))
+
+    def _latch(self, name: str) -> RuleLatch | None:
+        for latch in self.fired:
+            if latch.name == name:
+                return latch
+        return None
+
+    def _set_latch(self, latch: RuleLatch) -> None:
+        """Replace the latch of the same rule in place (snapshot order is first-fired order) or add it."""
+        names = [old.name for old in self.fired]
+        if latch.name in names:
+            i = names.index(latch.name)
+            self.fired = (*self.fired[:i], latch, *self.fired[i + 1 :])
+        else:
+            self.fired = (*self.fired, latch)
 
     def _personal(self, name: str) -> bool:
         return any(rule.personal for rule in self.cfg.flat_rules if rule.name == name)
@@ -273,9 +310,12 @@ class MeterLogic:
             "use": self.last_use,
             "use_r": self.use_r,
             "use_t0": self.use_t0,
-            "prev": self.prev,
-            "steps": self.steps,
-            "fired": self.fired,
+            "prev": None if self.prev is None else list(self.prev),
+            "steps": [list(p) for p in self.steps],
+            "fired": {
+                latch.name: {"floor": latch.at} if latch.reg is None else {"reg": latch.reg, "start": latch.at}
+                for latch in self.fired
+            },
             "resets": self.resets,
             "late": self.late_inside,
             "days": self.ledger.snapshot(),

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from detectors.config import DetectorSuiteConfig, RoutineConfig
-from detectors.context import SLOT_S, HouseholdView, hours, iso
+from detectors.context import SLOT_S, SLOTS_PER_DAY, HouseholdView, hours, iso
 from detectors.daily import DayLedger
 from detectors.events import finding
 from schemas.findings import Finding
@@ -43,9 +43,10 @@ from schemas.records import DeviceInfo
 
 def quiet_limits(
     ledger: DayLedger, day: int, view: HouseholdView, cfg: DetectorSuiteConfig
-) -> tuple[np.ndarray, int] | None:
-    """Per 30-minute slot of local ``day``: rows (usual longest quiet, alarm limit) in minutes, and the
-    number of comparable days; None while there are too few comparable days."""
+) -> tuple[bytes, int] | None:
+    """Per 30-minute slot of local ``day``: the usual longest quiet and the alarm limit in whole minutes
+    (read them with :func:`minutes`), and the number of comparable days; None while there are too few
+    comparable days."""
     rc = cfg.routine
     usage, valid, days = ledger.matrix()
     if len(days) < 2:
@@ -56,19 +57,26 @@ def quiet_limits(
     n = int(comparable.sum())
     if n < rc.min_days_per_type:
         return None
+    pairs = np.concatenate([usage[:-1], usage[1:]], axis=1)
     if rc.pool_day_types:
         # Rare quiet stretches (a skipped meal, an afternoon out) are better known from all days; the
         # same-type limit still decides where it is longer (a weekend lie-in).
-        pooled = _limits(np.concatenate([usage[:-1], usage[1:]], axis=1)[both], rc)
-        own = _limits(np.concatenate([usage[:-1], usage[1:]], axis=1)[comparable], rc)
+        pooled, own = _limits(pairs[both], rc), _limits(pairs[comparable], rc)
         usual, limit = np.maximum(pooled[0], own[0]), np.maximum(pooled[1], own[1])
     else:
-        usual, limit = _limits(np.concatenate([usage[:-1], usage[1:]], axis=1)[comparable], rc)
-    # Cached per meter for the day, so kept compact: one (2, 48) array of whole minutes (durations are
-    # multiples of 15 min, so exact; "never" saturates at 65535 min). A float view of the sorted
-    # history would otherwise keep the whole matrix (~7 KiB per meter) alive.
+        usual, limit = _limits(pairs[comparable], rc)
+    # Cached per meter for the day, so kept compact: 96 little-endian uint16 of whole minutes in one
+    # bytes object (durations are multiples of 15 min, so exact; "never" saturates at 65535 min). A
+    # numpy array would cost its ~100 B header on top, and a float view of the sorted history would
+    # keep the whole matrix (~7 KiB per meter) alive.
     packed = np.minimum(np.ceil(np.stack([usual, limit]) / 60.0), 65535.0)
-    return packed.astype(np.uint16), n
+    return packed.astype("<u2").tobytes(), n
+
+
+def minutes(packed: bytes, row: int, slot: int) -> float:
+    """Row 0 (usual longest quiet) or 1 (alarm limit) of :func:`quiet_limits` at ``slot``, in seconds."""
+    i = 2 * (row * SLOTS_PER_DAY + slot)
+    return float(packed[i] | packed[i + 1] << 8) * 60.0
 
 
 def _limits(rows: np.ndarray, rc: RoutineConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -82,39 +90,55 @@ def _limits(rows: np.ndarray, rc: RoutineConfig) -> tuple[np.ndarray, np.ndarray
     # The margin scales with the ordinary day-to-day spread (a quantile above the median), not with the
     # longest day: one afternoon out already sets ``usual`` and must not also double the margin.
     upper = usual if rc.spread_quantile >= 1.0 else np.quantile(ordered, rc.spread_quantile, axis=0)
+    # The median from the rows already sorted (what np.median computes, without sorting again).
+    half = n // 2
+    median = ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2.0
     with np.errstate(invalid="ignore"):  # inf - inf where no comparable day ever used water: no spread
-        spread = np.nan_to_num(upper - np.median(dur, axis=0), nan=0.0, posinf=0.0)
+        spread = np.nan_to_num(upper - median, nan=0.0, posinf=0.0)
     margin = np.maximum(rc.min_margin_min * 60.0, rc.margin_factor * spread)
     # Routines drift by an hour from day to day (a late lunch): the limit at a slot is the largest
     # usual quiet within ``tolerance_min`` either side, so a meal taken late is not a missed meal.
-    w = max(rc.tolerance_min // 30, 0)
-    padded = np.concatenate([np.full(w, -np.inf), usual + margin, np.full(w, -np.inf)])
-    limit = np.lib.stride_tricks.sliding_window_view(padded, 2 * w + 1).max(axis=1)
+    # (Shifted maxima rather than numpy's sliding_window_view: that interns a fresh string per call,
+    # and the churn grows CPython's interned-string table, ~1 MB the memory benchmark counted.)
+    peak = usual + margin
+    limit = peak.copy()
+    for k in range(1, max(rc.tolerance_min // 30, 0) + 1):
+        np.maximum(limit[k:], peak[:-k], out=limit[k:])
+        np.maximum(limit[:-k], peak[k:], out=limit[:-k])
     return usual, limit
 
 
 class RoutineLogic:
     """Per-meter routine state: whether the current quiet stretch fired; limits cached per day."""
 
-    __slots__ = ("_limits", "cfg", "device", "fired_q")
+    __slots__ = ("_for_newest", "_n", "_packed", "cfg", "device", "fired_q")
 
     def __init__(self, device: DeviceInfo, cfg: DetectorSuiteConfig, state: dict[str, Any] | None = None) -> None:
         self.device = device
         self.cfg = cfg
         self.fired_q: float | None = (state or {}).get("fired")
-        # Derived from the ledger, so not part of the snapshot: (day, limits or None).
-        self._limits: tuple[int, tuple[np.ndarray, int] | None] | None = None
+        # Derived from the ledger, so not part of the snapshot: the limits computed when the ledger's
+        # newest closed day was ``_for_newest`` (the ledger's own int, so the key costs no memory;
+        # its closed days change only when that changes). ``_packed`` is None for too few days.
+        self._for_newest: int | None = None
+        self._packed: bytes | None = None
+        self._n = 0
 
-    def limits(self, ledger: DayLedger, day: int, view: HouseholdView) -> tuple[np.ndarray, int] | None:
-        if self._limits is None or self._limits[0] != day or ledger.newest != day - 1:
-            self._limits = (day, quiet_limits(ledger, day, view, self.cfg) if ledger.newest == day - 1 else None)
-        return self._limits[1]
+    def limits(self, ledger: DayLedger, day: int, view: HouseholdView) -> tuple[bytes, int] | None:
+        """The limits for ``day`` (None unless the history runs up to the day before)."""
+        if ledger.newest is None or ledger.newest != day - 1:
+            return None
+        if self._for_newest != ledger.newest:
+            found = quiet_limits(ledger, day, view, self.cfg)
+            self._packed, self._n = found if found is not None else (None, 0)
+            self._for_newest = ledger.newest
+        return None if self._packed is None else (self._packed, self._n)
 
     def quiet_limit(self, ledger: DayLedger, t: float, view: HouseholdView) -> float | None:
         """How long a quiet stretch may last at ``t``'s time of day before it is unusual for this
         resident (None without a baseline)."""
         found = self.limits(ledger, view.day_index(t), view)
-        return None if found is None else float(found[0][1, view.slot(t - 1e-3)]) * 60.0
+        return None if found is None else minutes(found[0], 1, view.slot(t - 1e-3))
 
     def check(
         self,
@@ -140,7 +164,7 @@ class RoutineLogic:
             return []
         packed, n = found
         slot = view.slot(t - 1e-3)
-        usual, limit = float(packed[0, slot]) * 60.0, float(packed[1, slot]) * 60.0
+        usual, limit = minutes(packed, 0, slot), minutes(packed, 1, slot)
         if t - q <= limit or limit > rc.max_gap_h * 3600:
             return []
         self.fired_q = q
