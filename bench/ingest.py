@@ -156,7 +156,12 @@ def _live_worker(config: IngestConfig, mqtt_url: str, database_url: str, out: Co
 
 
 class LiveWorkers:
-    """``workers`` ingest processes sharing one subscription (``$share``), as a scaled-out deployment runs."""
+    """``workers`` ingest processes sharing one subscription (``$share``), as a scaled-out deployment runs.
+
+    Not ``carewatch.ingest_process.IngestProcess``: that hands records to the detectors, and a batch
+    upload's records carry reading times, not the message's publish time the latency is measured from.
+    Each worker here is the same ``IngestService`` with the same configuration, reporting per message.
+    """
 
     def __init__(self, workers: int, settings: Settings, mqtt_url: str, database_url: str) -> None:
         context = multiprocessing.get_context("spawn")
@@ -358,13 +363,17 @@ def main() -> int:
         # Both persistent sessions exist before the backlog is published, so it is queued for both.
         ceiling_id = f"bench-ceiling-{uuid.uuid4().hex[:6]}"
         create_ceiling_session(host, int(port), ceiling_id)
-        service = IngestService(
-            config=config,
-            mqtt_url=broker.url,
-            database_url=database_url,
-            on_committed=recorder,
-            registry=CollectorRegistry(),
-        )
+
+        def drain_service() -> IngestService:
+            return IngestService(
+                config=config,
+                mqtt_url=broker.url,
+                database_url=database_url,
+                on_committed=recorder,
+                registry=CollectorRegistry(),
+            )
+
+        service = drain_service()
         for source in service.sources:  # every lane's session
             source.start()
         service.connected.wait(10)
@@ -384,13 +393,7 @@ def main() -> int:
         ceiling_cpu_us = (time.process_time() - cpu) / n * 1e6
         print(f"ceiling: bare paho drained {n} in {n / ceiling:.2f}s = {ceiling:.0f}/s", flush=True)
 
-        service = IngestService(
-            config=config,
-            mqtt_url=broker.url,
-            database_url=database_url,
-            on_committed=recorder,
-            registry=CollectorRegistry(),
-        )
+        service = drain_service()
         started, cpu = time.perf_counter(), time.process_time()
         service.start()
         if not recorder.wait_for(n, timeout=max(120.0, n / 1000)):

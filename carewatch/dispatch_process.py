@@ -26,6 +26,7 @@ from alerting import setup as alerting_setup
 from alerting.channels import Channel
 from alerting.dispatcher import Dispatcher
 from alerting.service import AlertingConfig
+from carewatch.child import start_child
 from carewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,21 +93,7 @@ def run_dispatcher(settings: Settings, mqtt_url: str, database_url: str, stop: t
 
 def _child(settings_json: str, mqtt_url: str, database_url: str, control: Connection) -> None:
     settings = Settings.model_validate_json(settings_json)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-
-    def watch_control() -> None:
-        # A pipe, not a multiprocessing.Event: a child killed while holding an Event's lock would leave
-        # it locked for the next child and for the parent. EOF also means the pipeline process is gone
-        # (even by SIGKILL): do not deliver on for a pipeline that no longer exists.
-        try:
-            control.recv()
-        except EOFError:
-            log.error("pipeline process is gone; dispatcher exiting")
-        stop.set()
-
-    threading.Thread(target=watch_control, name="control", daemon=True).start()
-    run_dispatcher(settings, mqtt_url, database_url, stop)
+    run_dispatcher(settings, mqtt_url, database_url, start_child("dispatcher", settings.log_level, control))
 
 
 class DispatcherProcess:

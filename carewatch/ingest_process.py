@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from carewatch.child import start_child
 from ingest.mqtt_source import BrokerAddress
 from ingest.service import IngestConfig, IngestService
 from schemas.intake import Accepted
@@ -252,10 +253,9 @@ def _child(
     data: Connection,
     control: Connection,
 ) -> None:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = start_child("ingest", log_level, control)
     sys.setswitchinterval(switch_interval_s)
     send_lock = threading.Lock()
-    stop = threading.Event()
 
     def send(message: tuple[Any, ...]) -> None:
         with send_lock:
@@ -271,12 +271,6 @@ def _child(
         config=config, mqtt_url=mqtt_url, database_url=database_url, on_committed=committed, registry=registry
     )
 
-    def watch_control() -> None:
-        with contextlib.suppress(EOFError, OSError):
-            control.recv()  # "stop", or EOF when the pipeline process is gone
-        stop.set()
-
-    threading.Thread(target=watch_control, name="control", daemon=True).start()
     service.start()
     while True:
         send(("status", service.connected.is_set(), service.backlog, list(registry.collect())))
