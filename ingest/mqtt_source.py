@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -80,51 +80,68 @@ class BrokerAddress:
         )
 
 
-# Packets read per wake-up of paho's network thread (see ``_DrainingClient``).
-_READ_BURST = 256
+# Bytes taken from the socket per ``recv`` (see ``_DrainingClient``): a few hundred device messages.
+_RECV_CHUNK = 64 * 1024
 _PUBACK_COMMAND = 0x40
 _PUBACK = struct.Struct("!BBH")
+# Called on paho's network thread for each QoS 1 PUBLISH: (topic, payload, packet id).
+PublishHandler = Callable[[str, bytes, int], None]
 
 
 class _DrainingClient(mqtt.Client):
-    """paho's client with two hot-path changes (paho is pinned ``<3``; every service test runs them).
+    """paho's client with hot-path changes for a QoS 1 subscriber (paho is pinned ``>=2.2,<2.3``: these
+    use its private packet-reading hooks, and every service test runs them).
 
-    - ``loop_read`` reads up to ``_READ_BURST`` packets per ``select()`` instead of one. paho 2.x
-      reads as many packets as it has messages in flight *outbound*, so a pure subscriber makes one
-      pass through its loop (a ``select()`` and the loop's bookkeeping) per message: about a quarter
-      of the network thread's time under a backlog (py-spy, docs/ingest.md). The override is paho's
-      own ``loop_read`` with a larger bound, stopping at the first would-block as the original does.
+    - Buffered reads. paho reads each packet with three or four ``recv`` calls (the command byte, each
+      remaining-length byte, the rest). Here ``_sock_recv`` serves them from one ``recv`` of up to
+      ``_RECV_CHUNK`` bytes. Each ``recv`` also releases and re-takes the GIL, and with the writer
+      threads busy every re-take waits its turn: under load that, not the system call, was the cost.
+      A pass of ``loop_read`` refills the buffer once and then reports "would block" when the buffer is
+      empty, so it never returns with bytes left in the buffer (``select()`` cannot see them) and still
+      gives paho's loop a turn to send PUBACKs between chunks. paho's packet reader keeps partial
+      packets across passes, so a packet split over two chunks is simply finished in the next pass.
+    - A direct PUBLISH path. paho decodes every PUBLISH into an ``MQTTMessage`` with an MQTT 5
+      ``Properties`` object (building its name tables each time) and walks its per-topic callback
+      trie: together about half the network thread's time (py-spy ``--gil``). A QoS 1 PUBLISH without
+      properties, the only kind devices send, goes straight to ``on_publish_fast``; anything else
+      (properties, QoS 0 or 2, no fast handler) takes paho's own path.
     - ``ack_many`` queues the PUBACKs of a whole batch as one write. ``ack`` queues one packet per
       message, each waking the network thread and costing a ``send()``.
-    - ``_handle_on_message`` calls ``on_message`` directly. paho first walks its trie of per-topic
-      callbacks (``message_callback_add``, which carewatch never uses) for every message: about a
-      fifth of the network thread's time (py-spy ``--gil``). Exceptions are handled as paho does.
     """
 
-    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
-        on_message = self.on_message
-        if on_message is None:
-            return
-        with self._in_callback_mutex:
-            try:
-                on_message(self, self._userdata, message)
-            except Exception as err:
-                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
-                if not self.suppress_exceptions:
-                    raise
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_publish_fast: PublishHandler | None = None
+        self._rx = b""
+        self._rx_pos = 0
+        self._refills = 0
 
-    def ack_many(self, mids: list[int]) -> None:
-        """Send a QoS 1 PUBACK for each of ``mids`` (in order), as one packet-queue entry."""
-        if mids:
-            pack = _PUBACK.pack
-            # Queued like paho's own PUBACK (command PUBACK, fixed header + packet id), only several
-            # of them back to back; _packet_write sends the bytes and has nothing to do after a PUBACK.
-            self._packet_queue(_PUBACK_COMMAND, b"".join(pack(_PUBACK_COMMAND, 2, mid) for mid in mids), 0, 0)
+    # Reading ---------------------------------------------------------------------------------------
+    def _sock_recv(self, bufsize: int) -> bytes:
+        pos = self._rx_pos
+        if pos >= len(self._rx):
+            if self._refills <= 0:
+                raise BlockingIOError  # this pass is over; select() wakes the next one
+            self._refills -= 1
+            data = super()._sock_recv(max(bufsize, _RECV_CHUNK))
+            if len(data) <= bufsize:  # also b"": the connection closed
+                self._rx, self._rx_pos = b"", 0
+                return data
+            self._rx, pos = data, 0
+        end = pos + bufsize
+        self._rx_pos = end
+        return self._rx[pos:end]
+
+    def _sock_close(self) -> None:
+        # Bytes of a closed connection must never be read as the start of the next one.
+        self._rx, self._rx_pos = b"", 0
+        super()._sock_close()
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         if self._sock is None:
             return MQTTErrorCode.MQTT_ERR_NO_CONN
-        for _ in range(max(max_packets, _READ_BURST)):
+        self._refills = 1
+        while True:
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
             rc = self._packet_read()
@@ -132,7 +149,42 @@ class _DrainingClient(mqtt.Client):
                 return self._loop_rc_handle(rc)
             if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        handler = self.on_publish_fast
+        header: int = self._in_packet["command"]
+        packet: bytes | bytearray = self._in_packet["packet"]
+        # PUBLISH variable header: topic length (2), topic, packet id (2, QoS > 0), then in MQTT 5 the
+        # property length (a variable byte integer; 0 is one zero byte) and the properties.
+        end = 2 + (packet[0] << 8 | packet[1]) if len(packet) >= 2 else 0
+        v5 = self._protocol == mqtt.MQTTv5
+        start = end + (3 if v5 else 2)
+        if (
+            handler is None
+            or not self._manual_ack
+            or header & 0x06 != 0x02  # QoS 1 only
+            or end <= 2  # an empty topic (MQTT 5 topic alias) or a short packet
+            or len(packet) < start
+            or (v5 and packet[end + 2] != 0)
+        ):
+            return super()._handle_publish()
+        try:
+            topic = bytes(packet[2:end]).decode("utf-8")
+        except UnicodeDecodeError:
+            # Brokers should refuse such topics; if one passes, keep it as evidence and reject it later.
+            topic = bytes(packet[2:end]).decode("utf-8", errors="replace")
+        with self._in_callback_mutex:
+            handler(topic, bytes(packet[start:]), packet[end] << 8 | packet[end + 1])
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # Acknowledging ---------------------------------------------------------------------------------
+    def ack_many(self, mids: list[int]) -> None:
+        """Send a QoS 1 PUBACK for each of ``mids`` (in order), as one packet-queue entry."""
+        if mids:
+            pack = _PUBACK.pack
+            # Queued like paho's own PUBACK (command PUBACK, fixed header + packet id), only several
+            # of them back to back; _packet_write sends the bytes and has nothing to do after a PUBACK.
+            self._packet_queue(_PUBACK_COMMAND, b"".join(pack(_PUBACK_COMMAND, 2, mid) for mid in mids), 0, 0)
 
 
 class MqttSource:
@@ -176,6 +228,7 @@ class MqttSource:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_publish_fast = self._on_publish
 
     @property
     def connected(self) -> threading.Event:
@@ -270,13 +323,16 @@ class MqttSource:
         else:
             log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason_code)
 
+    def _on_publish(self, topic: str, payload: bytes, mid: int) -> None:
+        # Blocking here when the inbox is full is the back-pressure: see the module docstring.
+        self._inbox.put(Inbound(topic, payload, mid, 1, datetime.now(UTC), self._generation))
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """Messages paho decodes itself (with MQTT 5 properties, or QoS 2): rare."""
         try:
             topic = message.topic
         except UnicodeDecodeError:
-            # Brokers should refuse such topics; if one passes, keep it as evidence and reject it later.
             topic = message._topic.decode("utf-8", errors="replace")
-        # Blocking here when the inbox is full is the back-pressure: see the module docstring.
         self._inbox.put(
             Inbound(
                 topic=topic,
