@@ -12,6 +12,7 @@ schema runs on plain PostgreSQL. Which mode is in use is returned and logged, ne
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from enum import StrEnum
 from importlib import resources
 
@@ -22,6 +23,13 @@ log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x6361726577  # "carew"
 
+# The continuous aggregate readings_hourly is refreshed every 15 minutes over [now - 15 days, now - 1 h].
+# The window reaches back past the 14 days of lateness ingest accepts (DecodePolicy.max_past), and
+# storage.readings trusts only hours older than it (they can no longer change).
+HOURLY_REFRESH_WINDOW = timedelta(days=15)
+_HOURLY_REFRESH_LAG = timedelta(hours=1)
+_HOURLY_REFRESH_EVERY = timedelta(minutes=15)
+
 
 class StorageMode(StrEnum):
     TIMESCALEDB = "timescaledb"
@@ -30,7 +38,9 @@ class StorageMode(StrEnum):
 
 # (table, time column, chunk interval, compress after, segment by, order by, retention or None).
 # Segment by + order by cover each table's unique key, so TimescaleDB can check uniqueness (late data,
-# replays) inside compressed chunks cheaply. Compression starts well after the 48 h late-data window.
+# replays) inside compressed chunks cheaply. Ingest accepts device time up to 14 days late (DecodePolicy
+# max_past), so late batches can land in compressed chunks of the tables compressed after 7 days:
+# TimescaleDB (2.11 or later) decompresses the matching segment to insert or to find the duplicate.
 _HYPERTABLES: tuple[tuple[str, str, str, str, str, str, str | None], ...] = (
     ("readings", "ts", "7 days", "14 days", "device_id", "ts DESC", None),
     ("events", "ts", "30 days", "30 days", "device_id", "ts DESC, seq", None),
@@ -150,18 +160,55 @@ def _make_hourly_aggregate(conn: psycopg.Connection) -> None:
     exists = conn.execute(
         "SELECT 1 FROM timescaledb_information.continuous_aggregates WHERE view_name = 'readings_hourly'"
     ).fetchone()
-    if exists:
+    if exists and not _has_column(conn, "readings_hourly", "within_hour_l"):
+        # Created before migration 0006: without the per-hour series rule it cannot answer like the raw
+        # path (storage/readings.py). It holds nothing but derived data: rebuild it (its policy goes too).
+        log.info("rebuilding readings_hourly with the columns of migration 0006")
+        conn.execute("DROP MATERIALIZED VIEW readings_hourly")
+        exists = None
+    if not exists:
+        conn.execute(
+            "CREATE MATERIALIZED VIEW readings_hourly WITH (timescaledb.continuous) AS"
+            " SELECT device_id, time_bucket(INTERVAL '1 hour', ts) AS bucket,"
+            " min(register_l) AS register_min, max(register_l) AS register_max,"
+            " first(register_l, ts) AS register_first, last(register_l, ts) AS register_last,"
+            " count(*) AS samples, min(ts) AS ts_first, max(ts) AS ts_last,"
+            " meter_steps_l(ts, register_l ORDER BY ts) AS within_hour_l"
+            " FROM readings GROUP BY device_id, time_bucket(INTERVAL '1 hour', ts) WITH NO DATA"
+        )
+        # The policy only ever refreshes its window: history older than that (kept from a database that
+        # ran on plain PostgreSQL, or a rebuilt view) is materialised once here or never. A one-off cost.
+        conn.execute("CALL refresh_continuous_aggregate('readings_hourly', NULL, NULL)")
+    _set_hourly_refresh_policy(conn)
+
+
+def _set_hourly_refresh_policy(conn: psycopg.Connection) -> None:
+    """Add the refresh policy, or bring one created with other settings (3 days before) to these."""
+    # The refresh window must reach back past the oldest device time ingest accepts (max_past, 14 days):
+    # late readings invalidate hours, and only invalidated hours inside the window are re-materialised, so
+    # a shorter window would leave those hours of readings_hourly stale for good.
+    current = conn.execute(
+        "SELECT (config->>'start_offset')::interval = %s AND (config->>'end_offset')::interval = %s"
+        " AND schedule_interval = %s FROM timescaledb_information.jobs"
+        " WHERE proc_name = 'policy_refresh_continuous_aggregate' AND hypertable_name = 'readings_hourly'",
+        (HOURLY_REFRESH_WINDOW, _HOURLY_REFRESH_LAG, _HOURLY_REFRESH_EVERY),
+    ).fetchone()
+    if current is not None and current[0]:
         return
-    conn.execute(
-        "CREATE MATERIALIZED VIEW readings_hourly WITH (timescaledb.continuous) AS"
-        " SELECT device_id, time_bucket(INTERVAL '1 hour', ts) AS bucket,"
-        " min(register_l) AS register_min, max(register_l) AS register_max,"
-        " first(register_l, ts) AS register_first, last(register_l, ts) AS register_last,"
-        " count(*) AS samples"
-        " FROM readings GROUP BY device_id, time_bucket(INTERVAL '1 hour', ts) WITH NO DATA"
-    )
+    if current is not None:
+        log.info("replacing the refresh policy of readings_hourly (window now %s)", HOURLY_REFRESH_WINDOW)
+        conn.execute("SELECT remove_continuous_aggregate_policy('readings_hourly')")
     conn.execute(
         "SELECT add_continuous_aggregate_policy('readings_hourly',"
-        " start_offset => INTERVAL '3 days', end_offset => INTERVAL '1 hour',"
-        " schedule_interval => INTERVAL '15 minutes', if_not_exists => true)"
+        " start_offset => %s::interval, end_offset => %s::interval, schedule_interval => %s::interval)",
+        (HOURLY_REFRESH_WINDOW, _HOURLY_REFRESH_LAG, _HOURLY_REFRESH_EVERY),
     )
+
+
+def _has_column(conn: psycopg.Connection, relation: str, column: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = %s AND column_name = %s",
+        (relation, column),
+    ).fetchone()
+    return row is not None
