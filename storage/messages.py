@@ -102,7 +102,7 @@ def _insert_receipts(conn: psycopg.Connection, candidates: list[Accepted]) -> li
             " SELECT i.ord FROM incoming_receipts i JOIN inserted USING (device_id, seq, ts)"
         )
         new = candidates if cur.rowcount == len(candidates) else [candidates[row[0]] for row in cur.fetchall()]
-        cur.execute("TRUNCATE incoming_receipts")
+        cur.execute("DELETE FROM incoming_receipts")
     return new
 
 
@@ -133,7 +133,7 @@ def _insert_records(conn: psycopg.Connection, new: list[Accepted]) -> None:
                 " SELECT device_id, ts, register_l, received_at FROM incoming_readings"
                 " ON CONFLICT DO NOTHING"
             )
-            cur.execute("TRUNCATE incoming_readings")
+            cur.execute("DELETE FROM incoming_readings")
         if events:
             # Unique by construction: (device, ts, seq) is part of the receipt key inserted above.
             with cur.copy(
