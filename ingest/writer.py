@@ -103,6 +103,7 @@ class BatchWriter:
     def run(self) -> None:
         """Thread body (``writers`` threads run it): until ``stop``, take a batch and handle it."""
         try:
+            self._connect_early()
             while not self._stopping.is_set():
                 with self._taking:
                     taken = self._collect()
@@ -293,6 +294,16 @@ class BatchWriter:
             prepare_connection(conn)
             self._local.conn = conn
         return conn
+
+    def _connect_early(self) -> None:
+        """Open this thread's connection before the first batch arrives, so that batch (often the
+        start of a broker backlog after a restart) does not also wait for a connection and its staging
+        tables. A database that is down now is not an error here: the batch retry loop reconnects."""
+        try:
+            self._connection()
+        except psycopg.Error as exc:
+            log.warning("ingest writer could not connect to PostgreSQL yet (%s); will retry with the first batch", exc)
+            self._drop_connection()
 
     def _drop_connection(self) -> None:
         conn: psycopg.Connection | None = getattr(self._local, "conn", None)
