@@ -317,6 +317,41 @@ def create_database(admin_url: str) -> str:
     return name
 
 
+# deploy/postgresql/carewatch.conf's settings that a superuser can give one database (ALTER DATABASE ... SET):
+# the benchmark's own database gets them unless --server-defaults; the server's other settings are read
+# and printed, never changed.
+DATABASE_SETTINGS = {"wal_compression": "lz4"}
+_SHOWN_SETTINGS = ("wal_compression", "max_wal_size", "checkpoint_timeout", "shared_buffers", "synchronous_commit")
+
+
+def tune_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for setting, value in DATABASE_SETTINGS.items():
+            try:
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                        sql.Identifier(name), sql.Identifier(setting), sql.Literal(value)
+                    )
+                )
+            except psycopg.Error as exc:  # e.g. a server built without lz4, or not a superuser
+                print(f"setup: could not set {setting} = {value} on the benchmark database ({exc})", flush=True)
+
+
+def server_settings(database_url: str) -> str:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name", (list(_SHOWN_SETTINGS),)
+        ).fetchall()
+    return " ".join(f"{name}={value}" for name, value in rows)
+
+
+def checkpoints(database_url: str) -> int:
+    """Checkpoints the server has started so far (timed and requested)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()
+    return int(row[0]) if row else 0
+
+
 def drop_database(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -350,6 +385,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a short run: 30,000 messages, 10 s live")
     parser.add_argument("--database-url", default=os.environ.get("CAREWATCH_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL))
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database and broker directory")
+    parser.add_argument(
+        "--server-defaults",
+        action="store_true",
+        help="do not give the benchmark database carewatch's per-database settings (wal_compression=lz4)",
+    )
     parser.add_argument("--publisher", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publisher:
@@ -366,11 +406,13 @@ def main() -> int:
     dbname = create_database(args.database_url)
     database_url = with_dbname(args.database_url, dbname)
     try:
+        if not args.server_defaults:
+            tune_database(args.database_url, dbname)
         mode = migrate(database_url)
         provision(database_url)
         print(
             f"setup: mosquitto {broker.url} (carewatch config), PostgreSQL db {dbname} ({mode.value}), "
-            f"{DEVICES} devices",
+            f"{DEVICES} devices; PostgreSQL: {server_settings(database_url)}",
             flush=True,
         )
         recorder = Recorder()
@@ -443,10 +485,12 @@ def main() -> int:
             }
         )
         workers = LiveWorkers(args.workers, live_settings, broker.url, database_url)
+        checkpoints_before = checkpoints(database_url)
         report = publish(broker.url, start=n, count=live_count, rate=args.rate, seconds=args.seconds)
         if not workers.wait_while_progressing(live_count):
             print(f"live: only {workers.total} of {live_count} committed; no progress for 30 s", flush=True)
         workers.stop()
+        live_checkpoints = checkpoints(database_url) - checkpoints_before
         # The commit rate over the span of commits (see LiveWorkers.commit_rate), and for comparison the
         # committed count over the time from the first publish to the last commit, which undercounts an
         # ingest that keeps up exactly by its last message's latency (900,000 at 15,000/s: 14,988/s at 50 ms).
@@ -457,7 +501,8 @@ def main() -> int:
             f"live: {args.workers} ingest process(es) on one shared subscription; published {live_count} at "
             f"{report['rate']:.0f}/s, committed {workers.total} = {live:.0f}/s while committing "
             f"({workers.total / live_elapsed:.0f}/s from first publish to last commit), latency p50 {p50:.0f} ms "
-            f"p99 {p99:.0f} ms max {max(workers.latencies_ms, default=0):.0f} ms",
+            f"p99 {p99:.0f} ms max {max(workers.latencies_ms, default=0):.0f} ms; "
+            f"PostgreSQL checkpoints started meanwhile: {live_checkpoints}",
             flush=True,
         )
 
