@@ -1,4 +1,5 @@
-"""What every child process of the pipeline does first: log like the parent, and stop when told.
+"""What every child process of the pipeline does first: log like the parent, collect garbage less
+often, and stop when told.
 
 The control channel is a pipe, not a ``multiprocessing.Event``: a child killed while holding an Event's
 lock would leave it locked for the next child and for the parent. EOF on the pipe also means the
@@ -8,6 +9,7 @@ exists.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from multiprocessing.connection import Connection
@@ -15,9 +17,31 @@ from multiprocessing.connection import Connection
 log = logging.getLogger(__name__)
 
 
+# Young-generation collections after this many net allocations (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Collect garbage less often in a process that moves many short-lived objects (the ingest).
+
+    CPython collects the young generation every 700 net allocations. A batch pipeline keeps each batch's
+    objects alive until its commit, so they survive those collections, are promoted, and are traversed
+    again by the older generations' collections together with everything imported at start-up. Measured
+    on the ingest's drain (bench/ingest.py): 30-32 us of CPU per message with the defaults, 20-21 us
+    after this. The start-up heap is frozen (never traversed again; it lives as long as the process) and
+    young collections run 30 times less often; reference cycles are still collected, only later.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def start_child(name: str, log_level: str, control: Connection) -> threading.Event:
-    """Configure logging and return an event set when the parent asks to stop or disappears."""
+    """Configure logging and garbage collection; return an event set when the parent asks to stop or
+    disappears."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_gc()
     stop = threading.Event()
 
     def watch_control() -> None:

@@ -23,6 +23,7 @@ import threading
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from carewatch.child import tune_gc
 from carewatch.runtime import ingest_config
 from carewatch.settings import load_settings
 from ingest.service import IngestService
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    tune_gc()
     service.start()
     if service.connected.wait(30):
         sys.stdout.write("ingest: ready\n")
