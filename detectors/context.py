@@ -60,12 +60,15 @@ class ZoneClock:
     missed most of the time. An hour is cached only when the offset is the same at its first and last
     second (a transition inside it is computed exactly on every call); the cache is bounded."""
 
-    __slots__ = ("hours", "tz")
+    __slots__ = ("hours", "span", "tz")
     MAX_HOURS = 8192  # about a year of hours: ~0.8 MB per zone at most
+    MAX_STEADY_HOURS = 24 * 14  # longer spans are not worth proving (a batch is a day or so)
 
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
         self.hours: dict[int, float] = {}
+        # (first hour, last hour, offset): UTC hours proven to have that one offset throughout.
+        self.span: tuple[int, int, float] | None = None
 
     def offset_s(self, t: float) -> float:
         hour = int(t // 3600)
@@ -79,6 +82,26 @@ class ZoneClock:
             self.hours.clear()
         self.hours[hour] = start
         return start
+
+    def steady(self, t0: float, t1: float) -> float | None:
+        """The offset :meth:`offset_s` returns at every instant of [t0, t1] when that is one value, else
+        None (a transition inside). Proven hour by hour with :meth:`offset_s` itself (an hour whose first
+        and last second agree is not a transition hour, so every instant in it gets that offset); the
+        proven span is kept, so a fleet's batches of the same day prove it once per zone."""
+        h0, h1 = int(t0 // 3600), int(t1 // 3600)
+        span = self.span
+        if span is not None and span[0] <= h0 and h1 <= span[1]:
+            return span[2]
+        if h1 - h0 > self.MAX_STEADY_HOURS:
+            return None
+        first = self.offset_s(h0 * 3600.0)
+        for hour in range(h0, h1 + 1):
+            if self.offset_s(hour * 3600.0) != first or self.offset_s(hour * 3600.0 + 3599.0) != first:
+                return None
+        if span is not None and span[2] == first and span[0] <= h1 + 1 and h0 <= span[1] + 1:
+            h0, h1 = min(h0, span[0]), max(h1, span[1])
+        self.span = (h0, h1, first)
+        return first
 
     def _exact(self, t: float) -> float:
         delta = to_dt(t).astimezone(self.tz).utcoffset()
@@ -98,13 +121,14 @@ def zone_clock(name: str) -> ZoneClock:
 class HouseholdView:
     """Household settings made fast to query with epoch seconds."""
 
-    __slots__ = ("_away", "_offset", "_quiet", "_tz", "settings")
+    __slots__ = ("_away", "_clock", "_offset", "_quiet", "_tz", "settings")
 
     def __init__(self, settings: HouseholdSettings) -> None:
         self.settings = settings
         self._tz = zone(settings.timezone)
         # The zone's shared cache, bound once: this is called several times for every reading.
-        self._offset = zone_clock(settings.timezone).offset_s
+        self._clock = zone_clock(settings.timezone)
+        self._offset = self._clock.offset_s
         self._away = sorted((epoch(p.start), epoch(p.end), p.reason) for p in settings.away)
         self._quiet = settings.quiet
 
@@ -124,9 +148,18 @@ class HouseholdView:
                 floor = max(floor, end)
         return floor
 
+    def away_clear(self, t0: float, t1: float) -> bool:
+        """True when no away period starts, ends or lies in [t0, t1]: there, :meth:`away_reason` is None
+        and :meth:`away_floor` one value (the meter's bulk path relies on both)."""
+        return all((start <= t0 and end <= t0) or (start > t1 and end > t1) for start, end, _ in self._away)
+
     # Local time ------------------------------------------------------------------------------
     def offset_s(self, t: float) -> float:
         return self._offset(t)
+
+    def steady_offset(self, t0: float, t1: float) -> float | None:
+        """The UTC offset throughout [t0, t1] if it does not change there (see :meth:`ZoneClock.steady`)."""
+        return self._clock.steady(t0, t1)
 
     def local(self, t: float) -> datetime:
         return to_dt(t).astimezone(self._tz)

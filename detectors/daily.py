@@ -138,8 +138,10 @@ class DayLedger:
         if not cfg.enabled or self.today is None or self.excess_day == self.today:
             return []
         limit = view.settings.daily_max_l if view.settings.daily_max_l is not None else cfg.daily_max_l
+        if self.today_total <= min(limit, cfg.relative_min_l):
+            return []  # below both bounds, whatever the usual high day (spares the percentile)
         reason = ""
-        p90 = self._usual_high()
+        p90 = self.usual_high()
         # The program's absolute bound is for homes where it is exceptional; a home whose own usual
         # high day is above it (a garden, a large family) is judged against its own history instead.
         if self.today_total > limit and (p90 is None or p90 < limit):
@@ -159,7 +161,7 @@ class DayLedger:
             )
         ]  # fmt: skip
 
-    def _usual_high(self) -> float | None:
+    def usual_high(self) -> float | None:
         """90th percentile of the valid daily totals (cached until the next day closes)."""
         if self._p90_stale:
             totals = np.frombuffer(self.totals, dtype=np.float32)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.config import DetectorSuiteConfig
+from detectors.config import DetectorSuiteConfig, FlowConfig
 from detectors.context import DAY_S, HouseholdView, hours, iso
 from detectors.events import finding
 from schemas.findings import Finding
@@ -44,6 +44,13 @@ from schemas.records import DeviceInfo
 
 def _seconds(clock: Any) -> float:
     return float(clock.hour * 3600 + clock.minute * 60 + clock.second)
+
+
+def standing_lph(min_hist: tuple[float, ...], fc: FlowConfig) -> float:
+    """The home's standing flow from the last days' lowest interval rates (0.0: none)."""
+    if len(min_hist) < fc.standing_days or min(min_hist) < fc.standing_min_lph:
+        return 0.0
+    return min(min_hist)
 
 
 class FlowLogic:
@@ -88,13 +95,7 @@ class FlowLogic:
         # Recent nights with flow throughout, and recent hour-long high flows as [day, local second].
         self.nights: tuple[int, ...] = tuple(int(x) for x in s.get("nights", []))
         self.highs: tuple[tuple[int, int], ...] = tuple((int(a), int(b)) for a, b in s.get("highs", []))
-        self.standing_lph = self._standing()
-
-    def _standing(self) -> float:
-        fc = self.cfg.flow
-        if len(self.min_hist) < fc.standing_days or min(self.min_hist) < fc.standing_min_lph:
-            return 0.0
-        return min(self.min_hist)
+        self.standing_lph = standing_lph(self.min_hist, cfg.flow)
 
     def note_interval(self, t0: float, t: float, day: int, litres: float) -> None:
         """Track the lowest interval rate per local day (called for every measured interval; ``day`` is
@@ -105,7 +106,7 @@ class FlowLogic:
         if day != self.min_day:
             if self.min_day is not None and math.isfinite(self.min_rate):
                 self.min_hist = (*self.min_hist, self.min_rate)[-fc.standing_days :]
-                self.standing_lph = self._standing()
+                self.standing_lph = standing_lph(self.min_hist, fc)
             self.min_day, self.min_rate = day, math.inf
         self.min_rate = min(self.min_rate, litres * 3600 / (t - t0))
 
