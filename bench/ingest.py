@@ -320,8 +320,8 @@ def create_database(admin_url: str) -> str:
 
 
 # deploy/postgresql/carewatch.conf's settings that a superuser can give one database (ALTER DATABASE ... SET):
-# the benchmark's own database gets them unless --server-defaults; the server's other settings are read
-# and printed, never changed.
+# the benchmark's own database gets them with --database-settings (by default it runs on the server as
+# configured); the server's settings are read and printed, never changed.
 DATABASE_SETTINGS = {"wal_compression": "lz4"}
 _SHOWN_SETTINGS = ("wal_compression", "max_wal_size", "checkpoint_timeout", "shared_buffers", "synchronous_commit")
 
@@ -388,9 +388,10 @@ def main() -> int:
     parser.add_argument("--database-url", default=os.environ.get("CAREWATCH_BENCH_DATABASE_URL", DEFAULT_ADMIN_URL))
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database and broker directory")
     parser.add_argument(
-        "--server-defaults",
+        "--database-settings",
         action="store_true",
-        help="do not give the benchmark database carewatch's per-database settings (wal_compression=lz4)",
+        help="give the benchmark database carewatch's per-database settings (wal_compression=lz4, "
+        "deploy/postgresql/carewatch.conf); by default the server runs as configured",
     )
     parser.add_argument("--publisher", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -408,7 +409,7 @@ def main() -> int:
     dbname = create_database(args.database_url)
     database_url = with_dbname(args.database_url, dbname)
     try:
-        if not args.server_defaults:
+        if args.database_settings:
             tune_database(args.database_url, dbname)
         mode = migrate(database_url)
         provision(database_url)
