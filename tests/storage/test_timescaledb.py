@@ -176,15 +176,18 @@ def test_migrate_enables_timescaledb_and_is_idempotent(url: str) -> None:
     assert [c for (c,) in columns][-4:] == ["samples", "ts_first", "ts_last", "within_hour_l"]
 
 
+# The refresh policy an earlier release made (a 3-day window).
+_EARLIER_POLICY = (
+    "SELECT add_continuous_aggregate_policy('readings_hourly', start_offset => INTERVAL '3 days',"
+    " end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes')"
+)
+
+
 def test_migrate_brings_an_older_aggregate_and_policy_up_to_date(migrated: str) -> None:
     url = migrated
     # A policy made by an earlier release (3-day window) is replaced, once.
     _rows(url, "SELECT remove_continuous_aggregate_policy('readings_hourly')")
-    _rows(
-        url,
-        "SELECT add_continuous_aggregate_policy('readings_hourly', start_offset => INTERVAL '3 days',"
-        " end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes')",
-    )
+    _rows(url, _EARLIER_POLICY)
     migrate(url)
     assert _refresh_job(url)[1] == "15 days"
 
@@ -200,11 +203,7 @@ def test_migrate_brings_an_older_aggregate_and_policy_up_to_date(migrated: str) 
         " count(*) AS samples"
         " FROM readings GROUP BY device_id, time_bucket(INTERVAL '1 hour', ts) WITH NO DATA",
     )
-    _rows(
-        url,
-        "SELECT add_continuous_aggregate_policy('readings_hourly', start_offset => INTERVAL '3 days',"
-        " end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '15 minutes')",
-    )
+    _rows(url, _EARLIER_POLICY)
     migrate(url)
     assert _refresh_job(url)[1] == "15 days"
     materialised = _rows(url, "SELECT count(*), sum(samples) FROM readings_hourly WHERE device_id = %s", (cases.METER,))
