@@ -102,7 +102,11 @@ def _limits(dur: np.ndarray, rc: RoutineConfig) -> tuple[np.ndarray, np.ndarray]
     usual = ordered[-(min(rc.allowed_exceptions, n - 1) + 1)]
     # The margin scales with the ordinary day-to-day spread (a quantile above the median), not with the
     # longest day: one afternoon out already sets ``usual`` and must not also double the margin.
-    upper = usual if rc.spread_quantile >= 1.0 else np.quantile(ordered, rc.spread_quantile, axis=0)
+    if rc.spread_quantile >= 1.0:
+        upper = usual
+    else:
+        with np.errstate(invalid="ignore"):  # inf - inf between never-used rows: nan, no spread (below)
+            upper = np.quantile(ordered, rc.spread_quantile, axis=0)
     # The median from the rows already sorted (what np.median computes, without sorting again).
     half = n // 2
     median = ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2.0
@@ -149,6 +153,15 @@ class RoutineLogic:
             self._packed, self._n = found if found is not None else (None, 0)
             self._for_newest = ledger.newest
         return None if self._packed is None else (self._packed, self._n)
+
+    def stale(self, ledger: DayLedger, day: int) -> bool:
+        """Whether :meth:`limits` for ``day`` would compute them now (not cached, history up to date)."""
+        return ledger.newest is not None and ledger.newest == day - 1 and self._for_newest != ledger.newest
+
+    def prime(self, ledger: DayLedger, found: tuple[bytes, int] | None) -> None:
+        """Cache limits computed elsewhere (fleet-wide) exactly as :meth:`limits` caches its own."""
+        self._packed, self._n = found if found is not None else (None, 0)
+        self._for_newest = ledger.newest
 
     def quiet_limit(self, ledger: DayLedger, t: float, view: HouseholdView) -> float | None:
         """How long a quiet stretch may last at ``t``'s time of day before it is unusual for this
