@@ -151,6 +151,8 @@ class HouseholdView:
     def away_clear(self, t0: float, t1: float) -> bool:
         """True when no away period starts, ends or lies in [t0, t1]: there, :meth:`away_reason` is None
         and :meth:`away_floor` one value (the meter's bulk path relies on both)."""
+        if not self._away:
+            return True
         return all((start <= t0 and end <= t0) or (start > t1 and end > t1) for start, end, _ in self._away)
 
     # Local time ------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import heapq
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
@@ -47,6 +48,7 @@ from detectors.health import DeviceHealth, HouseholdHealth
 from detectors.held import HeldFindings
 from detectors.meter import MeterLogic
 from detectors.meter_batch import BATCH_MIN, apply_prefix
+from detectors.meter_fleet import apply_fleet
 from schemas.findings import Finding
 from schemas.kinds import DeviceType
 from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record, StatusReport
@@ -61,10 +63,8 @@ log = logging.getLogger(__name__)
 _BAD_SNAPSHOT = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 
-def _device_time(record: Record) -> datetime:
-    return record.ts
-
-
+_device_time = attrgetter("ts")
+_device_id = attrgetter("device_id")
 _received_at = attrgetter("received_at")
 # Bulk attempts per meter and call: after each, the reading that ended it is applied on its own.
 BATCH_TRIES = 4
@@ -116,6 +116,8 @@ class Engine:
         self._batch_path = batch_path
         # Readings applied in bulk so far (for tests and benchmarks: proof that the path ran).
         self.batch_readings = 0
+        # Of those, applied by the fleet path (detectors/meter_fleet.py), many meters at once.
+        self.fleet_readings = 0
         self._devices: dict[str, DeviceInfo] = {}
         self._health: dict[str, DeviceHealth] = {}
         self._logic: dict[str, Logic] = {}
@@ -186,10 +188,24 @@ class Engine:
     def process(self, records: Sequence[Record]) -> list[Finding]:
         """Apply committed records; return the findings they reveal (device-time evaluated)."""
         by_device: dict[str, list[Record]] = {}
-        for record in records:
-            by_device.setdefault(record.device_id, []).append(record)
+        # Uploads arrive device by device (a daily batch is one meter's run): grouped runs, not records.
+        for device_id, run in groupby(records, _device_id):
+            found = by_device.get(device_id)
+            if found is None:
+                by_device[device_id] = list(run)
+            else:
+                found.extend(run)
+        # Sorted by device time only where needed: the fleet path takes uploads already in order and
+        # leaves the others (and whatever it did not apply) to be sorted here.
+        applied = self._apply_fleet(by_device) if self._batch_path else {}
         out: list[Finding] = []
         for device_id, recs in by_device.items():
+            start = applied.get(device_id, 0)
+            if start == len(recs):
+                self._dirty[DEV].add(device_id)
+                self._dirty[HH].add(self._devices[device_id].household_id)
+                self._schedule_device(device_id)
+                continue
             recs.sort(key=_device_time)
             # Looked up once per device and call, not per record (this is the per-reading path).
             device = self._devices.get(device_id) or self._infer_device(recs[0])
@@ -197,20 +213,58 @@ class Engine:
             health, logic = self._health[device_id], self._logic[device_id]
             self._dirty[DEV].add(device_id)
             self._dirty[HH].add(device.household_id)
-            start = 0
-            if self._batch_path and isinstance(logic, MeterLogic) and len(recs) >= BATCH_MIN:
-                start = self._apply_bulk(recs, household, health, logic, out)
+            if self._batch_path and isinstance(logic, MeterLogic) and len(recs) - start >= BATCH_MIN:
+                start = self._apply_bulk(recs, start, household, health, logic, out)
             for record in recs[start:] if start else recs:
                 out.extend(self._apply(record, household, health, logic))
             self._schedule_device(device_id)
         return self._hold_quiet(out)
 
+    def _apply_fleet(self, by_device: dict[str, list[Record]]) -> dict[str, int]:
+        """Apply the uneventful local days of every meter's upload in this call at once
+        (:mod:`detectors.meter_fleet`); how many readings of each were applied."""
+        meters: list[tuple[str, MeterLogic, list[Record], HouseholdView]] = []
+        # A household with other records in this call is left to the device-by-device order: a Last
+        # Will names the household's devices heard lately, so the order of hearing them matters there.
+        mixed: set[str] = set()
+        for device_id, recs in by_device.items():
+            device = self._devices.get(device_id)
+            if device is None:
+                continue
+            logic, health = self._logic[device_id], self._health[device_id]
+            only_readings = set(map(type, recs)) == {MeterSample}
+            if not only_readings or not isinstance(logic, MeterLogic):
+                mixed.add(device.household_id)
+            elif len(recs) >= BATCH_MIN and health.offline_since is None:
+                meters.append((device_id, logic, recs, self._household(device.household_id).view))
+        meters = [entry for entry in meters if self._devices[entry[0]].household_id not in mixed]
+        if not meters:
+            return {}
+        applied: dict[str, int] = {}
+        for (device_id, _, recs, _), done in zip(
+            meters, apply_fleet([(logic, recs, view) for _, logic, recs, view in meters]), strict=True
+        ):
+            if done:
+                # What DeviceHealth.heard for each of them amounts to for a device that is online.
+                self._health[device_id].heard(epoch(max(map(_received_at, recs[:done]))))
+                self.batch_readings += done
+                self.fleet_readings += done
+                applied[device_id] = done
+        return applied
+
     def _apply_bulk(
-        self, recs: list[Record], household: _Household, health: DeviceHealth, logic: MeterLogic, out: list[Finding]
+        self,
+        recs: list[Record],
+        i: int,
+        household: _Household,
+        health: DeviceHealth,
+        logic: MeterLogic,
+        out: list[Finding],
     ) -> int:
-        """Apply a meter's readings in bulk where nothing fires, and each reading where something may
-        fire one by one; return how many were applied (the caller applies the rest one by one)."""
-        i, n = 0, len(recs)
+        """Apply a meter's readings from ``recs[i]`` on in bulk where nothing fires, and each reading
+        where something may fire one by one; return how many were applied (the caller applies the rest
+        one by one)."""
+        n = len(recs)
         for _ in range(BATCH_TRIES):
             if n - i < BATCH_MIN:
                 break

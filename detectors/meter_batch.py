@@ -65,7 +65,7 @@ def apply_prefix(logic: MeterLogic, records: Sequence[Record], view: HouseholdVi
     return its length (0: nothing applied)."""
     cfg = logic.cfg
     last_t = logic.last_t
-    if last_t is None or _program(cfg) or any(latch.reg is not None for latch in logic.fired):
+    if last_t is None or uses_program_rule(cfg) or any(latch.reg is not None for latch in logic.fired):
         return 0
     n = len(records)
     if set(map(type, records)) != {MeterSample}:  # a status report ends the prefix
@@ -95,7 +95,7 @@ def apply_prefix(logic: MeterLogic, records: Sequence[Record], view: HouseholdVi
     return lo + done
 
 
-def _program(cfg: DetectorSuiteConfig) -> bool:
+def uses_program_rule(cfg: DetectorSuiteConfig) -> bool:
     return any(rule.enabled and not rule.personal for rule in cfg.flat_rules)
 
 
@@ -286,8 +286,8 @@ def _flow(logic: MeterLogic, view: HouseholdView, seg: _Day) -> int:
     # (A night counted at a reading after its end needs the stretch to span it; one counted at a
     # reading of the next day, from before its start to that reading.)
     day_start, prev_start = view.day_start(seg.day), view.day_start(seg.day - 1)
-    night_end, night_start = day_start + _seconds(fc.night_end), day_start + _seconds(fc.night_start)
-    prev_end, prev_night = night_end - DAY_S, prev_start + _seconds(fc.night_start)
+    night_end, night_start = day_start + clock_seconds(fc.night_end), day_start + clock_seconds(fc.night_start)
+    prev_end, prev_night = night_end - DAY_S, prev_start + clock_seconds(fc.night_start)
     night_s = min(night_end - night_start, float(t[0]) - prev_night)
     shortest = min(fc.high_rate_min * 60, fc.day_stretch_h * 3600, night_s)
     if _longest_stretch(flowing, flow.run_start, t, t0) < shortest - 1.0:
@@ -402,5 +402,5 @@ def _stretch(member: np.ndarray, start: float | None, litres: float, seg: _Day) 
     return start, _seq(litres, add[:c])
 
 
-def _seconds(clock: time) -> float:
+def clock_seconds(clock: time) -> float:
     return float(clock.hour * 3600 + clock.minute * 60 + clock.second)

@@ -1,0 +1,486 @@
+"""Many meters' uploads applied in bulk at once: :mod:`detectors.meter_batch` across the fleet.
+
+A daily upload from 100,000 NB-IoT meters is 100,000 runs of meter_batch's screen, each ~80 numpy calls
+on arrays of 96: the cost is numpy's per-call overhead, not arithmetic. Here the same screen runs on 2-D
+arrays, one row per meter, for all meters of one engine call at once, one local day at a time:
+
+- Only whole local days (segments) in which nothing can fire are applied. A meter whose segment might
+  raise anything, or that this module does not take (see :func:`_prepare`), stops here, and the engine
+  carries on with it from its first unapplied reading through meter_batch (which finds the exact
+  reading) and the per-reading path. So this module only needs *whether* a segment is clean.
+- The same operations as meter_batch, elementwise along rows; sequential sums are ``np.cumsum`` along
+  the row, with 0.0 standing in for a left-out term (``x + 0.0 == x``). Rows are grouped by segment
+  length, so no padding enters any sum. ``tests/detectors/test_meter_batch.py`` (one meter per engine)
+  and ``tests/detectors/test_meter_fleet.py`` (many meters per call) prove the state bit-identical to
+  the per-reading path.
+- The routine's limits for the new day are computed for every meter that needs them in one call
+  (:func:`detectors.routine_fleet.quiet_limits_many`) and primed into each meter's cache.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from itertools import islice
+from operator import attrgetter, lt
+from typing import NamedTuple
+
+import numpy as np
+
+from detectors.context import DAY_S, SLOT_S, SLOTS_PER_DAY, HouseholdView
+from detectors.daily import MAX_COVERED_INTERVAL_S
+from detectors.flow import FlowLogic, standing_lph
+from detectors.meter import MeterLogic
+from detectors.meter_batch import clock_seconds, uses_program_rule
+from detectors.routine_fleet import quiet_limits_many
+from schemas.records import Record
+
+_ts = attrgetter("ts")
+_register = attrgetter("register_l")
+_timestamp = datetime.timestamp
+NAN = math.nan
+# Meters screened together: enough that numpy's per-call overhead vanishes, few enough that the ~25
+# arrays of a chunk stay in the CPU cache (a day of 15-minute readings: ~0.8 KiB per array and meter).
+CHUNK = 1024
+
+
+class _Meter:
+    """One meter's upload while the fleet path holds it."""
+
+    __slots__ = ("applied", "bounds", "days", "logic", "offset", "r", "row", "t", "view")
+
+    def __init__(self, logic: MeterLogic, view: HouseholdView, t: list[float], r: list[float], offset: float) -> None:
+        self.logic, self.view, self.t, self.r, self.offset = logic, view, t, r, offset
+        self.applied = 0
+        self.row = 0
+        self.bounds: list[int] = []
+        self.days: list[int] = []
+
+
+def apply_fleet(batches: Sequence[tuple[MeterLogic, list[Record], HouseholdView]]) -> list[int]:
+    """For each meter's readings: how many, from the first in device-time order, were applied in bulk
+    (whole uneventful local days; 0 when none). A list committed out of order is sorted in place."""
+    if not batches or uses_program_rule(batches[0][0].cfg):
+        return [0] * len(batches)  # the program rule's step points are kept reading by reading
+    meters: list[_Meter | None] = [_prepare(logic, recs, view) for logic, recs, view in batches]
+    by_length: dict[int, list[_Meter]] = {}
+    for meter in meters:
+        if meter is not None:
+            by_length.setdefault(len(meter.t), []).append(meter)
+    groups = [_split_days(group) for group in by_length.values()]
+    active = [(g, meter) for g, (_, _, group) in enumerate(groups) for meter in group]
+    k = 0
+    while active:
+        buckets: dict[tuple[int, int, int], list[_Meter]] = {}
+        for g, meter in active:
+            if k + 1 < len(meter.bounds):
+                buckets.setdefault((g, meter.bounds[k], meter.bounds[k + 1]), []).append(meter)
+        active = []
+        for (g, a, b), bucket in buckets.items():
+            t_all, r_all, _ = groups[g]
+            for c in range(0, len(bucket), CHUNK):
+                chunk = bucket[c : c + CHUNK]
+                rows = np.array([meter.row for meter in chunk])
+                days = [meter.days[k] for meter in chunk]
+                for meter, clean in zip(chunk, _segment(chunk, days, t_all[rows, a:b], r_all[rows, a:b]), strict=True):
+                    if clean:
+                        meter.applied = b
+                        active.append((g, meter))
+        k += 1
+    return [0 if meter is None else meter.applied for meter in meters]
+
+
+def _prepare(logic: MeterLogic, records: list[Record], view: HouseholdView) -> _Meter | None:
+    """The meter's readings as floats, or None where meter_batch's own checks are needed: its first
+    reading, a fired latch, an away period or a DST change in the span."""
+    if logic.last_t is None or any(latch.reg is not None for latch in logic.fired):
+        return None
+    t = list(map(_timestamp, map(_ts, records)))
+    if not all(map(lt, t, islice(t, 1, None))):
+        # Committed out of order (or a reading twice): in device-time order, as the engine would sort
+        # them; duplicates stay out of this path (the per-reading path ignores the second).
+        records.sort(key=_ts)
+        t = list(map(_timestamp, map(_ts, records)))
+    r = list(map(_register, records))  # the engine passes meter readings only
+    if not view.away_clear(t[0], t[-1]):
+        return None
+    offset = view.steady_offset(t[0] - 1e-3, t[-1])
+    return None if offset is None else _Meter(logic, view, t, r, offset)
+
+
+def _split_days(group: list[_Meter]) -> tuple[np.ndarray, np.ndarray, list[_Meter]]:
+    """Stack readings of equal count; keep meters whose readings strictly increase after the last
+    applied one, with their local-day segments (bounds and day numbers)."""
+    t = np.array([meter.t for meter in group], dtype=np.float64)
+    r = np.array([meter.r for meter in group], dtype=np.float64)
+    last_t = np.array([meter.logic.last_t for meter in group])
+    offset = np.array([meter.offset for meter in group])[:, None]
+    ok = (t[:, 0] > last_t) & (t[:, 1:] > t[:, :-1]).all(axis=1)
+    days = ((t + offset) // DAY_S).astype(np.int64)
+    cuts: dict[int, list[int]] = {}
+    rows, cols = np.nonzero(days[:, 1:] != days[:, :-1])
+    for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
+        cuts.setdefault(row, []).append(col + 1)
+    n = t.shape[1]
+    kept: list[_Meter] = []
+    for row, (meter, good, first) in enumerate(zip(group, ok.tolist(), days[:, 0].tolist(), strict=True)):
+        if good:
+            meter.row = row
+            inner = cuts.get(row, [])
+            meter.bounds = [0, *inner, n]
+            meter.days = [first, *(int(days[row, c]) for c in inner)]
+            kept.append(meter)
+    return t, r, kept
+
+
+def _col(values: Sequence[float]) -> np.ndarray:
+    return np.array(values, dtype=np.float64)[:, None]
+
+
+def _day_starts(meters: list[_Meter], days: list[int], before: int) -> list[float]:
+    """``view.day_start(day - before)`` per meter: it depends on the zone and the day only, and a
+    fleet's meters share a handful of zones and days, so each is computed once."""
+    known: dict[tuple[str, int], float] = {}
+    out = []
+    for meter, day in zip(meters, days, strict=True):
+        key = (meter.view.settings.timezone, day - before)
+        found = known.get(key)
+        if found is None:
+            found = known[key] = meter.view.day_start(day - before)
+        out.append(found)
+    return out
+
+
+def _first_true(mask: np.ndarray) -> np.ndarray:
+    """Per row, the index of the first True (the row's length where none)."""
+    found = mask.argmax(axis=1)
+    first: np.ndarray = np.where(mask[np.arange(len(mask)), found], found, mask.shape[1])
+    return first
+
+
+class _Rows:
+    """One local day's readings of several meters (a row each) and what the screens found about them:
+    meter_batch's ``_Day`` with a row per meter and per-meter scalars as columns."""
+
+    __slots__ = (
+        "cfg", "days", "dt", "flow_l", "last", "litres", "m", "meters", "new_day", "ok", "q", "r", "s_new", "s_old",
+        "short", "slots", "starts", "stretches", "t", "t0", "totals", "used",
+    )  # fmt: skip
+
+    def __init__(self, meters: list[_Meter], days: list[int], t: np.ndarray, r: np.ndarray) -> None:
+        self.meters, self.days, self.t, self.r = meters, days, t, r
+        self.cfg = cfg = meters[0].logic.cfg
+        fc = cfg.flow
+        self.m = m = t.shape[1]
+        self.ok = np.ones(len(meters), bool)
+        # Per meter, what meter_batch._segment and _use read (after the ledger has closed its days).
+        last_t, last_r, total, s_old, s_cand = ([] for _ in range(5))
+        changed: list[bool] = []
+        for i, (meter, day) in enumerate(zip(meters, days, strict=True)):
+            logic, view = meter.logic, meter.view
+            ledger, flow = logic.ledger, logic.flow
+            if ledger.today is not None and day < ledger.today:
+                self.ok[i] = False
+            elif day != ledger.today:
+                ledger.roll_to(day, view)
+            last_t.append(logic.last_t)
+            last_r.append(logic.last_r)
+            total.append(ledger.today_total)
+            s_old.append(flow.standing_lph)
+            changed.append(day != flow.min_day)
+            fresh = day != flow.min_day and flow.min_day is not None and math.isfinite(flow.min_rate)
+            s_cand.append(
+                standing_lph((*flow.min_hist, flow.min_rate)[-fc.standing_days :], fc) if fresh else flow.standing_lph
+            )
+        self.starts = _day_starts(meters, days, 0)
+        self.t0 = t0 = np.empty_like(t)
+        t0[:, 0] = last_t
+        t0[:, 1:] = t[:, :-1]
+        before = np.empty_like(r)
+        before[:, 0] = last_r
+        before[:, 1:] = r[:, :-1]
+        self.dt = dt = t - t0
+        d = r - before
+        # MeterLogic._interval_litres: a series boundary is for the per-reading path.
+        limit = cfg.max_plausible_lpm * np.maximum(dt, 60.0) / 60.0
+        self.ok &= ((-cfg.reset_tolerance_l <= d) & (d <= limit)).all(axis=1)
+        self.litres = litres = np.maximum(d, 0.0)
+        self.slots = (((t - 1e-3 + _col([meter.offset for meter in meters])) % DAY_S) // SLOT_S).astype(np.int64)
+        self.totals = np.cumsum(np.concatenate((_col(total), litres), axis=1), axis=1)
+        # Standing flow: the first short interval of a new local day may change it (meter_batch._use).
+        self.short = ~(dt > fc.max_interval_min * 60)
+        self.new_day = np.where(np.array(changed), _first_true(self.short), m)
+        self.s_old = _col(s_old)
+        self.s_new = np.where((self.new_day < m)[:, None], _col(s_cand), self.s_old)
+        standing = np.where(np.arange(m) >= self.new_day[:, None], self.s_new, self.s_old)
+        net = litres - standing * dt / 3600
+        self.used = net >= cfg.use_min_l
+        self.flow_l = np.maximum(net, 0.0)
+        self.last = self.q = litres
+        self.stretches: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+def _segment(meters: list[_Meter], days: list[int], t: np.ndarray, r: np.ndarray) -> list[bool]:
+    """Screen one local day's readings of every meter (rows of ``t``, ``r``) and apply the rows where
+    nothing can fire; True for those."""
+    rows = _Rows(meters, days, t, r)
+    _use(rows)
+    _routine(rows)
+    if rows.cfg.flow.enabled:
+        _flow(rows)
+    _excess(rows)
+    if rows.ok.any():
+        _commit(rows)
+    return rows.ok.tolist()
+
+
+def _use(rows: _Rows) -> None:
+    """Use and the backstop (meter_batch._use): rows where a flat rule may fire are not ok."""
+    t, m = rows.t, rows.m
+    floor = [
+        max(meter.logic.series_start, meter.view.away_floor(first))
+        for meter, first in zip(rows.meters, t[:, 0].tolist(), strict=True)
+    ]
+    rows.last = last = np.maximum.accumulate(np.where(rows.used, np.arange(m), -1), axis=1)
+    seen = last >= 0
+    at = np.maximum(last, 0)
+    floor_c = _col(floor)
+    series = [meter.logic.series_start for meter in rows.meters]
+    last_use = [
+        x if x is not None else s for x, s in zip((mt.logic.last_use for mt in rows.meters), series, strict=True)
+    ]
+    use_t0 = [x if x is not None else s for x, s in zip((mt.logic.use_t0 for mt in rows.meters), series, strict=True)]
+    rows.q = np.maximum(np.where(seen, np.take_along_axis(t, at, axis=1), _col(last_use)), floor_c)
+    use_start = np.where(seen, np.take_along_axis(rows.t0, at, axis=1), _col(use_t0))
+    for base in rows.cfg.flat_rules:  # personal rules only: program rules never reach the bulk path
+        if base.enabled:
+            window, rule_floor = [], []
+            for meter, f in zip(rows.meters, floor, strict=True):
+                rule = meter.view.settings.flat_rule(base)
+                window.append(rule.window_h * 3600)
+                latch = next((x for x in meter.logic.fired if x.name == rule.name), None)
+                rule_floor.append(max(f, latch.at) if latch is not None else f)
+            begun = np.maximum(np.maximum(use_start, floor_c), _col(rule_floor))
+            rows.ok &= (t - begun < _col(window)).all(axis=1)
+
+
+def _routine(rows: _Rows) -> None:
+    """RoutineLogic.check on every reading (meter_batch._routine): rows where the routine may fire are
+    not ok."""
+    rc, ms, days = rows.cfg.routine, rows.meters, rows.days
+    if not rc.enabled:
+        return
+    gap = rows.t - rows.q
+    fired_q = _col([_nan(meter.logic.routine.fired_q) for meter in ms])
+    enabled = np.array([meter.view.settings.routine_enabled for meter in ms])[:, None]
+    check = ~(gap < rc.min_gap_min * 60) & ~(rows.q <= fired_q) & enabled
+    asking = np.flatnonzero(check.any(axis=1) & rows.ok).tolist()
+    if not asking:
+        return
+    # The day's limits for every meter that needs them, in one numpy pass, into each meter's cache.
+    stale = [i for i in asking if ms[i].logic.routine.stale(ms[i].logic.ledger, days[i])]
+    items = [(ms[i].logic.ledger, days[i], ms[i].view) for i in stale]
+    for i, found in zip(stale, quiet_limits_many(items, rows.cfg), strict=True):
+        ms[i].logic.routine.prime(ms[i].logic.ledger, found)
+    have, limits = [], []
+    for i in asking:
+        found = ms[i].logic.routine.limits(ms[i].logic.ledger, days[i], ms[i].view)
+        if found is not None:
+            have.append(i)
+            limits.append(np.frombuffer(found[0], "<u2")[SLOTS_PER_DAY:])
+    if have:
+        limit = np.take_along_axis(np.stack(limits), rows.slots[have], axis=1) * 60.0
+        fire = check[have] & ~((gap[have] <= limit) | (limit > rc.max_gap_h * 3600))
+        rows.ok[have] &= ~fire.any(axis=1)
+
+
+def _flow(rows: _Rows) -> None:
+    """FlowLogic.on_interval on every reading (meter_batch._flow): rows where a flow rule or the
+    standing-flow notice may fire are not ok; keeps the stretches for the commit."""
+    fc, t, t0, dt, m, days = rows.cfg.flow, rows.t, rows.t0, rows.dt, rows.m, rows.days
+    flows = [meter.logic.flow for meter in rows.meters]
+    standing = np.array([flow.fired_standing for flow in flows])
+    s_old, s_new = rows.s_old[:, 0], rows.s_new[:, 0]
+    first, second = rows.new_day > 0, rows.new_day < m
+    fires = first & (s_old > 0.0) & ~standing
+    standing &= ~(first & (s_old <= 0.0))
+    fires |= second & (s_new > 0.0) & ~standing
+    standing &= ~(second & (s_new <= 0.0))
+    flowing = ~((dt > fc.max_interval_min * 60) | (rows.flow_l * 3600 / dt < fc.flow_min_lph))
+    high = flowing & (rows.flow_l / (dt / 60) >= fc.high_rate_lpm)
+    rows.stretches = (flowing, high, standing)
+    night_end_s, night_start_s = clock_seconds(fc.night_end), clock_seconds(fc.night_start)
+    night_end, night_start, prev_end, prev_night, shortest = [], [], [], [], []
+    for day_start, prev_start, start in zip(
+        rows.starts, _day_starts(rows.meters, days, 1), t[:, 0].tolist(), strict=True
+    ):
+        end, begin = day_start + night_end_s, day_start + night_start_s
+        night_end.append(end)
+        night_start.append(begin)
+        prev_end.append(end - DAY_S)
+        prev_night.append(prev_start + night_start_s)
+        night_s = min(end - begin, start - (prev_start + night_start_s))
+        shortest.append(min(fc.high_rate_min * 60, fc.day_stretch_h * 3600, night_s))
+    run_start = _stretch_starts(flowing, _col([_nan(f.run_start) for f in flows]), t0)
+    longest = np.where(flowing, t - run_start, 0.0).max(axis=1)
+    # meter_batch._flow: without a stretch this long no flow rule can fire.
+    long_enough = ~(longest < np.array(shortest) - 1.0)
+    if long_enough.any():
+        high_start = _stretch_starts(high, _col([_nan(f.high_start) for f in flows]), t0)
+        span = t - high_start
+        fire = (
+            high
+            & (span >= fc.high_rate_min * 60)
+            & (span > dt)
+            & (high_start != _col([_nan(f.fired_high) for f in flows]))
+        )
+        earlier = _col(night_end) > t
+        today = np.array([f.fired_night != day for f, day in zip(flows, days, strict=True)])[:, None]
+        yesterday = np.array([f.fired_night != day - 1 for f, day in zip(flows, days, strict=True)])[:, None]
+        night = (today & ~earlier & ~(run_start > _col(night_start)) & ~(t - _col(night_end) > DAY_S)) | (
+            yesterday & earlier & ~(run_start > _col(prev_night)) & ~(t - _col(prev_end) > DAY_S)
+        )
+        fire |= flowing & night
+        fired_run = _col([_nan(f.fired_run) for f in flows])
+        fire |= flowing & (t - run_start >= fc.day_stretch_h * 3600) & (run_start != fired_run)
+        fires |= long_enough & fire.any(axis=1)
+    rows.ok &= ~fires
+
+
+def _excess(rows: _Rows) -> None:
+    """DayLedger.check_excess on the running totals (meter_batch._excess): rows where it may fire are
+    not ok."""
+    ex, totals = rows.cfg.excess, rows.totals
+    if not ex.enabled:
+        return
+    for i, (meter, final, good) in enumerate(zip(rows.meters, totals[:, -1].tolist(), rows.ok.tolist(), strict=True)):
+        ledger, settings = meter.logic.ledger, meter.view.settings
+        limit = settings.daily_max_l if settings.daily_max_l is not None else ex.daily_max_l
+        if not good or ledger.excess_day == ledger.today or final <= min(limit, ex.relative_min_l):
+            continue  # below both bounds all day so far (the total never falls)
+        running = totals[i, 1:]
+        p90 = ledger.usual_high()
+        fire = np.zeros(len(running), bool)
+        if p90 is None or p90 < limit:
+            fire |= running > limit
+        if p90 is not None:
+            fire |= running > max(ex.relative_min_l, ex.relative_factor * p90)
+        rows.ok[i] = not fire.any()
+
+
+def _stretch_starts(member: np.ndarray, start: np.ndarray, t0: np.ndarray) -> np.ndarray:
+    """meter_batch._stretch_starts per row; ``start`` is the carried stretch start (NaN: none)."""
+    m = member.shape[1]
+    broken = np.maximum.accumulate(np.where(member, -1, np.arange(m)), axis=1)
+    carried = np.where(np.isnan(start), t0[:, :1], start)
+    return np.where(broken >= 0, np.take_along_axis(t0, np.minimum(broken + 1, m - 1), axis=1), carried)
+
+
+def _stretch(
+    member: np.ndarray, carried: list[float | None], carried_l: list[float], t0: np.ndarray, add: np.ndarray
+) -> tuple[list[float], list[float]]:
+    """meter_batch._stretch per row: (start, litres) after the row's readings; NaN start: none."""
+    start, litres = _col([_nan(x) for x in carried]), _col(carried_l)
+    m = member.shape[1]
+    idx = np.arange(m)
+    outside = ~member
+    any_out = outside.any(axis=1)
+    last_out = np.where(any_out, m - 1 - outside[:, ::-1].argmax(axis=1), -1)
+    begin = np.where(any_out | np.isnan(start[:, 0]), 0.0, litres[:, 0])[:, None]
+    terms = np.where(idx > last_out[:, None], add, 0.0)
+    sums = np.cumsum(np.concatenate((begin, terms), axis=1), axis=1)[:, -1]
+    after = np.take_along_axis(t0, np.minimum(last_out + 1, m - 1)[:, None], axis=1)[:, 0]
+    ended = any_out & (last_out == m - 1)
+    new_start = np.where(any_out, np.where(ended, NAN, after), np.where(np.isnan(start[:, 0]), t0[:, 0], start[:, 0]))
+    return new_start.tolist(), np.where(ended, 0.0, sums).tolist()
+
+
+def _commit(rows: _Rows) -> None:
+    """Apply every reading of the ok rows: the state on_reading would leave, bit for bit
+    (meter_batch._commit with every reading applied)."""
+    keep = np.flatnonzero(rows.ok)
+    picked = keep.tolist()
+    meters = [rows.meters[i] for i in picked]
+    t, t0, dt, r = rows.t[keep], rows.t0[keep], rows.dt[keep], rows.r[keep]
+    m = rows.m
+    j = rows.last[keep, -1]
+    at = np.maximum(j, 0)[:, None]
+    use_t = np.take_along_axis(t, at, axis=1)[:, 0].tolist()
+    use_r = np.take_along_axis(r, at, axis=1)[:, 0].tolist()
+    use_t0 = np.take_along_axis(t0, at, axis=1)[:, 0].tolist()
+    # Ledger: coverage summed in reading order (0.0 for the intervals that do not count).
+    part = np.where(dt > MAX_COVERED_INTERVAL_S, 0.0, np.minimum(dt, t - _col([rows.starts[i] for i in picked])))
+    covered = np.cumsum(np.concatenate((_col([mt.logic.ledger.covered for mt in meters]), part), axis=1), axis=1)
+    bits = np.bitwise_or.reduce(np.where(rows.used[keep], np.left_shift(1, rows.slots[keep]), 0), axis=1).tolist()
+    flow_state = _flow_state(rows, keep, meters)
+    last_t, last_r = t[:, -1].tolist(), r[:, -1].tolist()
+    q_end, total_end, covered_end = rows.q[keep, -1].tolist(), rows.totals[keep, -1].tolist(), covered[:, -1].tolist()
+    has_use = (j >= 0).tolist()
+    for i, (meter, day) in enumerate(zip(meters, [rows.days[k] for k in picked], strict=True)):
+        logic = meter.logic
+        ledger, flow, routine = logic.ledger, logic.flow, logic.routine
+        logic.last_t, logic.last_r = last_t[i], last_r[i]
+        logic.series_n += m
+        if has_use[i]:
+            logic.last_use, logic.use_r, logic.use_t0 = use_t[i], use_r[i], use_t0[i]
+            ledger.today_bits |= bits[i]
+        if routine.fired_q is not None and q_end[i] > routine.fired_q:
+            routine.fired_q = None  # water resumed: a new quiet stretch
+        ledger.covered = covered_end[i]
+        ledger.today_total = total_end[i]
+        _set_flow(flow, day, m, flow_state, i)
+
+
+class _FlowState(NamedTuple):
+    """Per kept row, what the commit writes into FlowLogic (lists, one entry per row)."""
+
+    new_day: list[int]
+    k_t0: list[float]
+    k_t: list[float]
+    k_litres: list[float]
+    lowest: list[float]
+    fired_standing: list[bool]
+    runs: tuple[list[float], list[float]] | None
+    highs: tuple[list[float], list[float]] | None
+
+
+def _flow_state(rows: _Rows, keep: np.ndarray, meters: list[_Meter]) -> _FlowState:
+    """The flow part of meter_batch._commit for the kept rows."""
+    t, t0, dt, litres, m = rows.t[keep], rows.t0[keep], rows.dt[keep], rows.litres[keep], rows.m
+    # Flow: the new day's first short interval goes through note_interval, the rest into the minimum.
+    short, new_day = rows.short[keep], rows.new_day[keep]
+    flows = [meter.logic.flow for meter in meters]
+    rates = np.where(short & (np.arange(m) != new_day[:, None]), litres * 3600 / dt, math.inf)
+    lowest = rates.min(axis=1).tolist()
+    first_short = np.minimum(new_day, m - 1)[:, None]
+    k_t0 = np.take_along_axis(t0, first_short, axis=1)[:, 0].tolist()
+    k_t = np.take_along_axis(t, first_short, axis=1)[:, 0].tolist()
+    k_l = np.take_along_axis(litres, first_short, axis=1)[:, 0].tolist()
+    runs = highs = None
+    fired_standing: list[bool] = []
+    if rows.stretches is not None:
+        flowing, high, standing = (x[keep] for x in rows.stretches)
+        flow_l = rows.flow_l[keep]
+        runs = _stretch(flowing, [f.run_start for f in flows], [f.run_litres for f in flows], t0, flow_l)
+        highs = _stretch(high, [f.high_start for f in flows], [f.high_litres for f in flows], t0, flow_l)
+        fired_standing = standing.tolist()
+    return _FlowState(new_day.tolist(), k_t0, k_t, k_l, lowest, fired_standing, runs, highs)
+
+
+def _set_flow(flow: FlowLogic, day: int, m: int, state: _FlowState, i: int) -> None:
+    if state.new_day[i] < m:
+        flow.note_interval(state.k_t0[i], state.k_t[i], day, state.k_litres[i])
+    flow.min_rate = min(flow.min_rate, state.lowest[i])
+    if state.runs is not None and state.highs is not None:
+        flow.fired_standing = state.fired_standing[i]
+        flow.run_start, flow.run_litres = _none(state.runs[0][i]), state.runs[1][i]
+        flow.high_start, flow.high_litres = _none(state.highs[0][i]), state.highs[1][i]
+
+
+def _nan(value: float | None) -> float:
+    return NAN if value is None else value
+
+
+def _none(value: float) -> float | None:
+    return None if math.isnan(value) else value

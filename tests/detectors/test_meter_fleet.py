@@ -1,0 +1,67 @@
+"""Many meters in one call (detectors/meter_fleet.py) is exactly the per-reading path, meter by meter.
+
+test_meter_batch.py proves the bulk path with one meter per engine; here every call carries the uploads
+of many meters at once (different zones, batch shapes, incidents, households with settings, a smoke
+alarm beside some of them), so the fleet path stacks them into shared arrays. Two engines, bulk path on
+and off, are compared after every call: findings, snapshots, raw state (floats bit for bit), timers.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from detectors import Engine, HouseholdSettings, meter_fleet
+from schemas.kinds import DeviceType
+from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record
+from tests.detectors.test_meter_batch import SUITE, WARM_D, _state, scenario
+
+
+def fleet_calls(seeds: range) -> tuple[list[DeviceInfo], dict[str, HouseholdSettings], list[list[Record]]]:
+    """The scenarios' uploads, one meter per seed, merged call by call (shuffled within each call)."""
+    devices: list[DeviceInfo] = []
+    settings: dict[str, HouseholdSettings] = {}
+    per_meter: list[list[list[MeterSample]]] = []
+    for seed in seeds:
+        _, home, batches = scenario(seed)
+        device, household = f"m{seed}", f"h{seed}"
+        devices.append(DeviceInfo(device, DeviceType.WATER_METER, household, 900))
+        settings[household] = home
+        per_meter.append([[replace(s, device_id=device, household_id=household) for s in b] for b in batches])
+    rng = random.Random(len(seeds))
+    calls: list[list[Record]] = []
+    for k in range(max(map(len, per_meter))):
+        call: list[Record] = [s for batches in per_meter if k < len(batches) for s in batches[k]]
+        if k >= WARM_D and k % 3 == 0:  # a smoke alarm's test press beside two of the meters
+            for household in ("h1", "h2"):
+                at = max(r.received_at for r in call)
+                call.append(DeviceEvent(f"s-{household}", household, DeviceType.SMOKE_ALARM, at, k, "test", at))
+        rng.shuffle(call)
+        calls.append(call)
+    devices += [DeviceInfo(f"s-{h}", DeviceType.SMOKE_ALARM, h, 3600) for h in ("h1", "h2")]
+    return devices, settings, calls
+
+
+@pytest.mark.parametrize(("seeds", "chunk"), [(range(24), meter_fleet.CHUNK), (range(24, 48), 5)])
+def test_many_meters_per_call_match_the_per_reading_path(
+    seeds: range, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(meter_fleet, "CHUNK", chunk)  # 5: one call's meters screened in several chunks
+    devices, settings, calls = fleet_calls(seeds)
+    ref, fast = Engine(SUITE, batch_path=False), Engine(SUITE)
+    for engine in (ref, fast):
+        for device in devices:
+            engine.upsert_device(device)
+        for household, home in settings.items():
+            engine.set_household(household, home)
+    for call in calls:
+        assert fast.process(call) == ref.process(call)
+        assert _state(fast) == _state(ref)
+        assert fast.snapshots() == ref.snapshots()
+    assert fast.all_snapshots() == ref.all_snapshots()
+    readings = sum(isinstance(r, MeterSample) for call in calls for r in call)
+    # The fleet path carried most of the readings (the rest: hourly uploads below BATCH_MIN, and
+    # days where something fires, which meter_batch and the per-reading path took).
+    assert fast.fleet_readings > readings * 0.5, (fast.fleet_readings, readings)
