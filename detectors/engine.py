@@ -225,24 +225,23 @@ class Engine:
         (:mod:`detectors.meter_fleet`); how many readings of each were applied."""
         meters: list[tuple[str, MeterLogic, list[Record], HouseholdView]] = []
         # A household with other records in this call is left to the device-by-device order: a Last
-        # Will names the household's devices heard lately, so the order of hearing them matters there.
-        mixed: set[str] = set()
+        # Will names the household's devices heard lately, so the order of hearing them matters there
+        # (apply_fleet adds the households of meters with a status report in the call).
+        others: set[str] = set()
         for device_id, recs in by_device.items():
             device = self._devices.get(device_id)
             if device is None:
                 continue
             logic, health = self._logic[device_id], self._health[device_id]
-            only_readings = set(map(type, recs)) == {MeterSample}
-            if not only_readings or not isinstance(logic, MeterLogic):
-                mixed.add(device.household_id)
-            elif len(recs) >= BATCH_MIN and health.offline_since is None:
+            if isinstance(logic, MeterLogic) and len(recs) >= BATCH_MIN and health.offline_since is None:
                 meters.append((device_id, logic, recs, self._household(device.household_id).view))
-        meters = [entry for entry in meters if self._devices[entry[0]].household_id not in mixed]
+            elif not isinstance(logic, MeterLogic) or set(map(type, recs)) != {MeterSample}:
+                others.add(device.household_id)
         if not meters:
             return {}
         applied: dict[str, int] = {}
         for (device_id, _, recs, _), done in zip(
-            meters, apply_fleet([(logic, recs, view) for _, logic, recs, view in meters]), strict=True
+            meters, apply_fleet([(logic, recs, view) for _, logic, recs, view in meters], others), strict=True
         ):
             if done:
                 # What DeviceHealth.heard for each of them amounts to for a device that is online.

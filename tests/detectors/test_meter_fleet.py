@@ -15,7 +15,7 @@ import pytest
 
 from detectors import Engine, HouseholdSettings, meter_fleet
 from schemas.kinds import DeviceType
-from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record
+from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record, StatusReport
 from tests.detectors.test_meter_batch import SUITE, WARM_D, _state, scenario
 
 
@@ -30,14 +30,22 @@ def fleet_calls(seeds: range) -> tuple[list[DeviceInfo], dict[str, HouseholdSett
         devices.append(DeviceInfo(device, DeviceType.WATER_METER, household, 900))
         settings[household] = home
         per_meter.append([[replace(s, device_id=device, household_id=household) for s in b] for b in batches])
+    # A second meter in the first household, reading what the first reads, and now and then losing its
+    # connection (its Last Will names the household's devices heard lately: an order that matters).
+    first, home = devices[0].device_id, devices[0].household_id
+    devices.append(DeviceInfo(f"{first}b", DeviceType.WATER_METER, home, 900))
+    per_meter.append([[replace(s, device_id=f"{first}b") for s in b] for b in per_meter[0]])
     rng = random.Random(len(seeds))
     calls: list[list[Record]] = []
     for k in range(max(map(len, per_meter))):
         call: list[Record] = [s for batches in per_meter if k < len(batches) for s in batches[k]]
+        at = max(r.received_at for r in call)
         if k >= WARM_D and k % 3 == 0:  # a smoke alarm's test press beside two of the meters
             for household in ("h1", "h2"):
-                at = max(r.received_at for r in call)
                 call.append(DeviceEvent(f"s-{household}", household, DeviceType.SMOKE_ALARM, at, k, "test", at))
+        if k % 4 == 1 and k < len(per_meter[0]):  # at the first meter's upload time
+            will = max(r.received_at for r in per_meter[0][k])
+            call.append(StatusReport(f"{first}b", home, DeviceType.WATER_METER, will, k, False, will))
         rng.shuffle(call)
         calls.append(call)
     devices += [DeviceInfo(f"s-{h}", DeviceType.SMOKE_ALARM, h, 3600) for h in ("h1", "h2")]

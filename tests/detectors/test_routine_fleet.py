@@ -63,6 +63,10 @@ CONFIGS = {
     "median spread": replace(SUITE.routine, spread_quantile=0.5, pool_day_types=False),
     "one day per type": replace(SUITE.routine, min_days_per_type=1),
     "many days per type": replace(SUITE.routine, min_days_per_type=15),
+    # np.quantile over a single row (both neighbours the last row, weight against index -1), and at 0.
+    "quantile of one row": replace(SUITE.routine, spread_quantile=0.5, min_days_per_type=1),
+    "zero quantile": replace(SUITE.routine, spread_quantile=0.0, tolerance_min=30),
+    "scalar fallback": replace(SUITE.routine, allowed_exceptions=-1),
 }
 
 
@@ -80,6 +84,22 @@ def test_many_meters_limits_equal_the_scalar_ones(name: str) -> None:
     assert quiet_limits_many(items, cfg) == expected
     assert sum(found is not None for found in expected) >= 20  # not only the None cases
     assert quiet_limits_many([], cfg) == []
+
+
+def test_chunks_and_groups_of_different_history_lengths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several chunks per history length, chunks whose meters all lack comparable days, and histories
+    longer than ``history_days`` (a restored snapshot may hold them) in their own group."""
+    monkeypatch.setattr("detectors.routine_fleet.CHUNK", 5)
+    rng = np.random.default_rng(7)
+    ledgers = made(rng, 60)
+    for days in (5, 9, 40):
+        bits = [int(rng.integers(1 << 48)) & int(rng.integers(1 << 48)) for _ in range(days)]
+        state = {"bits": bits, "totals": [0.0] * days, "valid": (1 << days) - 1 - 4, "newest": 19_700 + days}
+        ledgers.append(DayLedger(METER, SUITE, state))
+    # Seven ledgers in a row that never have enough comparable days: a chunk of five dropped whole.
+    ledgers[10:10] = [DayLedger(METER, SUITE, {"bits": [1] * 28, "valid": 0, "newest": 19_800})] * 7
+    items = [(ledger, (ledger.newest or 0) + 1, VIEWS[i % 2]) for i, ledger in enumerate(ledgers)]
+    assert quiet_limits_many(items, SUITE) == [quiet_limits(ledger, day, view, SUITE) for ledger, day, view in items]
 
 
 def test_primed_limits_are_what_limits_returns_without_recomputing(monkeypatch: pytest.MonkeyPatch) -> None:
