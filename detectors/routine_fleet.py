@@ -2,16 +2,17 @@
 
 Every meter's limits are recomputed when its day closes, so a fleet's midnight is one burst of ~100,000
 calls of ~40 small numpy operations each. Here the meters are stacked instead: meters with the same
-number of closed days share one (meters, slots, pairs) array, and each numpy operation runs once per
-chunk of meters. The result is byte for byte what :func:`quiet_limits` returns, with the same ``n`` and
+number of closed days share (slot, meter, history row) arrays, and each numpy operation runs once per
+chunk of them. The result is byte for byte what :func:`quiet_limits` returns, with the same ``n`` and
 the same None cases (the test compares them on simulated and hand-made ledgers).
 
 How it stays identical. Quiet durations are whole slots (or never), so they are sorted as small integer
 keys and turned into the same float seconds afterwards; the rows a meter does not use sort after its
 own, so every order statistic is an index per meter into its sorted rows. From there the arithmetic is
 the scalar code's, operation for operation, including numpy's 'linear' quantile for ``spread_quantile
-< 1``. Configurations the scalar code rejects (negative ``allowed_exceptions`` or quantile,
-``min_days_per_type < 1``) go through it item by item, errors included.
+< 1``. Configurations outside the routine's range (negative ``allowed_exceptions`` or quantile,
+``min_days_per_type < 1``), where the scalar code's odd indexing or errors would have to be copied too,
+go through it item by item.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ from detectors.daily import MASK_BYTES, DayLedger
 from detectors.routine import _FLOAT_MIN, quiet_limits
 
 # Meters per stacked chunk: enough that numpy's per-call overhead vanishes, few enough that a chunk's
-# arrays (~7 KiB per meter) stay in cache and 100,000 meters do not need 700 MB at once.
+# arrays (~10 KiB per meter) stay close to the cache and 100,000 meters never need 1 GB at once.
 CHUNK = 256
 # Sort keys, int16, one lane per slot and meter. Low byte: 48 - a history row's last use up to the slot,
 # numbered from its second day's midnight (-48..-1 fall on the first day), so a smaller key is a shorter
 # quiet: 1..96, or _NEVER. High byte: which rows come first in the lane, the meter's same-type rows
 # (0), its other rows (1), then all its valid rows (2; pooled: one sort of a lane twice as long costs
 # ~60% of two sorts), the others (3), and columns that are no row (_JUNK) padding the lane to a power
-# of two (numpy's SIMD sorts are faster there). The work before the keys is int8, half of int16's.
+# of two (numpy's SIMD sorts are ~15% faster there). The work before the keys is int8, half of int16's.
 _NONE = 100
 _NEVER = SLOTS_PER_DAY + _NONE
 _JUNK = 127
@@ -59,9 +60,18 @@ def quiet_limits_many(items: Sequence[tuple[DayLedger, int, HouseholdView]], cfg
         if ledger.newest is not None and ledger.days >= 2:  # else matrix() has fewer than two days: None
             groups.setdefault(ledger.days, []).append(i)
     for days, members in groups.items():
+        # The chunks' two big arrays (int8 and int16 per slot, meter and column), reused: fresh ones
+        # can come from the OS page by page every time (glibc maps large blocks and may return them),
+        # which in some processes costs half as much again as the work.
+        work = np.empty(3 * SLOTS_PER_DAY * min(CHUNK, len(members)) * _width(days, rc), np.int8)
         for start in range(0, len(members), CHUNK):
-            _chunk(items, members[start : start + CHUNK], days, rc, out)
+            _chunk(items, members[start : start + CHUNK], days, rc, out, work)
     return out
+
+
+def _width(days: int, rc: RoutineConfig) -> int:
+    """Columns per lane: a column per day for each variant, padded to a power of two."""
+    return 1 << ((2 if rc.pool_day_types else 1) * days - 1).bit_length()
 
 
 def _chunk(
@@ -70,13 +80,14 @@ def _chunk(
     days: int,
     rc: RoutineConfig,
     out: list[Limits],
+    work: np.ndarray,
 ) -> None:
     """Fill ``out`` at ``members``, items whose ledgers all hold ``days`` closed days."""
     chunk = [items[i] for i in members]
     # Validity and day types first: meters with too few comparable days are dropped before the real work.
-    mask, width = (1 << days) - 1, (days + 7) // 8
-    raw = b"".join((ledger.valid & mask).to_bytes(width, "little") for ledger, _, _ in chunk)
-    flags = np.frombuffer(raw, np.uint8).reshape(len(chunk), width)
+    mask, size = (1 << days) - 1, (days + 7) // 8
+    raw = b"".join((ledger.valid & mask).to_bytes(size, "little") for ledger, _, _ in chunk)
+    flags = np.frombuffer(raw, np.uint8).reshape(len(chunk), size)
     valid = np.unpackbits(flags, axis=1, count=days, bitorder="little").view(bool)
     both = valid[:, :-1] & valid[:, 1:]
     # Day type of each pair's second day (the day the slots fall on), against the day asked about; by
@@ -95,21 +106,21 @@ def _chunk(
             return
     halves = [comparable, both] if rc.pool_day_types else [comparable]
     # Per half, one column per day: the column of a pair's second day is its row, the first is no row.
-    order = np.full((len(chunk), 1 << (len(halves) * days - 1).bit_length()), _JUNK, np.uint8)
+    order = np.full((len(chunk), _width(days, rc)), _JUNK, np.uint8)
     for h, rows in enumerate(halves):
         order[:, h * days + 1 : (h + 1) * days] = np.where(rows, 2 * h, 2 * h + 1)
-    lanes = _lanes(b"".join(ledger.bits for ledger, _, _ in chunk), days, len(halves), order)
+    lanes = _lanes(b"".join(ledger.bits for ledger, _, _ in chunk), days, len(halves), order, work)
     lanes.sort(axis=2)
     # Both variants in one pass: the same-type rows of every meter, then (pooled) all its valid rows.
     meters = np.arange(len(chunk))
     if rc.pool_day_types:
         cut = len(chunk)
-        ranked = (
+        columns = (
             np.concatenate([meters, meters]),
             np.repeat([0, days - 1], cut),
             np.concatenate([n, np.count_nonzero(both, axis=1)]),
         )
-        usual, peak = _peaks(lanes, *ranked, rc)
+        usual, peak = _peaks(lanes, *columns, rc)
         # Rare quiet stretches are better known from all days; the same-type limit decides where longer.
         # (The larger of two limits is the limit of the larger peaks: maxima commute, half the work.)
         usual, peak = np.maximum(usual[:, cut:], usual[:, :cut]), np.maximum(peak[:, cut:], peak[:, :cut])
@@ -125,9 +136,11 @@ def _chunk(
         out[i] = (packed[j * _PACKED : (j + 1) * _PACKED], count)
 
 
-def _lanes(bits: bytes, days: int, halves: int, order: np.ndarray) -> np.ndarray:
-    """Sort keys, int16 (slot, meter, column): the ledgers' days once per half, high bytes ``order``."""
+def _lanes(bits: bytes, days: int, halves: int, order: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """Sort keys, int16 (slot, meter, column): the ledgers' days once per half, high bytes ``order``;
+    in ``work``."""
     meters, width = order.shape
+    size = SLOTS_PER_DAY * meters * width
     # Slots first, bytes unpacked by shifts (np.unpackbits along a first axis is ~50x slower): every
     # operation below then runs over whole contiguous (meter, column) planes.
     raw = np.zeros((MASK_BYTES, 1, meters, width), np.uint8)
@@ -135,10 +148,12 @@ def _lanes(bits: bytes, days: int, halves: int, order: np.ndarray) -> np.ndarray
     for h in range(halves):
         raw[:, 0, :, h * days : (h + 1) * days] = day_bytes
     # Last use up to each slot of each day, -_NONE before the first (uint8 wraps to int8's -_NONE).
-    last = (raw >> _BIT) & np.uint8(1)
-    last *= _SLOTS + np.uint8(_NONE)
-    last -= np.uint8(_NONE)
-    last = last.reshape(SLOTS_PER_DAY, meters, width).view(np.int8)
+    used = work[:size].view(np.uint8).reshape(MASK_BYTES, 8, meters, width)
+    np.right_shift(raw, _BIT, out=used)
+    used &= np.uint8(1)
+    used *= _SLOTS + np.uint8(_NONE)
+    used -= np.uint8(_NONE)
+    last = used.reshape(SLOTS_PER_DAY, meters, width).view(np.int8)
     for k in range(1, SLOTS_PER_DAY):  # np.maximum.accumulate along this axis is several times slower
         np.maximum(last[k], last[k - 1], out=last[k])
     # What the scalar running maximum over the pair's 96 slots finds: the second day's last use, else
@@ -148,7 +163,7 @@ def _lanes(bits: bytes, days: int, halves: int, order: np.ndarray) -> np.ndarray
     before[:, 0] = SLOTS_PER_DAY - 128
     before -= np.int8(SLOTS_PER_DAY)
     np.maximum(last, before, out=last)
-    lanes = np.empty((SLOTS_PER_DAY, meters, width), np.int16)
+    lanes = work[size : 3 * size].view(np.int16).reshape(SLOTS_PER_DAY, meters, width)
     np.subtract((order.astype(np.int16) << 8) + np.int16(SLOTS_PER_DAY), last, out=lanes)
     return lanes
 
