@@ -147,7 +147,13 @@ def _seconds(records: list[Record], seen: _Grids) -> list[float] | None:
 def _split_days(group: list[_Meter]) -> tuple[np.ndarray, np.ndarray, list[_Meter]]:
     """Stack readings of equal count; keep meters whose readings strictly increase after the last
     applied one, with their local-day segments (bounds and day numbers)."""
-    t = np.array([meter.t for meter in group], dtype=np.float64)
+    # Meters on the same clock share one list of seconds (_seconds): each is converted once.
+    shared: dict[int, int] = {}
+    unique: list[list[float]] = []
+    for meter in group:
+        if shared.setdefault(id(meter.t), len(unique)) == len(unique):
+            unique.append(meter.t)
+    t = np.array(unique, dtype=np.float64)[[shared[id(meter.t)] for meter in group]]
     r = np.array([meter.r for meter in group], dtype=np.float64)
     last_t = np.array([meter.logic.last_t for meter in group])
     offset = np.array([meter.offset for meter in group])[:, None]

@@ -29,6 +29,7 @@ from detectors.routine import _FLOAT_MIN, quiet_limits
 # Meters per stacked chunk: enough that numpy's per-call overhead vanishes, few enough that a chunk's
 # arrays (~10 KiB per meter) stay close to the cache and 100,000 meters never need 1 GB at once.
 CHUNK = 256
+FEW = 3
 # Sort keys, int16, one lane per slot and meter. Low byte: 48 - a history row's last use up to the slot,
 # numbered from its second day's midnight (-48..-1 fall on the first day), so a smaller key is a shorter
 # quiet: 1..96, or _NEVER. High byte: which rows come first in the lane, the meter's same-type rows
@@ -52,7 +53,9 @@ Limits = tuple[bytes, int] | None
 def quiet_limits_many(items: Sequence[tuple[DayLedger, int, HouseholdView]], cfg: DetectorSuiteConfig) -> list[Limits]:
     """:func:`detectors.routine.quiet_limits` ``(ledger, day, view, cfg)`` for every item, in order."""
     rc = cfg.routine
-    if rc.allowed_exceptions < 0 or rc.min_days_per_type < 1 or not rc.spread_quantile >= 0.0:
+    # A chunk's set-up (~150 us) pays from three meters on: fewer go one by one.
+    few = len(items) < FEW
+    if few or rc.allowed_exceptions < 0 or rc.min_days_per_type < 1 or not rc.spread_quantile >= 0.0:
         return [quiet_limits(ledger, day, view, cfg) for ledger, day, view in items]
     out: list[Limits] = [None] * len(items)
     groups: dict[int, list[int]] = {}
