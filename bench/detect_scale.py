@@ -83,15 +83,18 @@ def main() -> None:
     snapshot_bytes = sum(len(json.dumps(v)) for k, v in snaps.items() if k.startswith("dev:")) / sample
     del engine
     batch_engine = warm(per_meter)
+    day_batch = [s for _, samples in per_meter for s in samples[DAYS * STEPS :]]
+    bulk_before, fleet_before = batch_engine.batch_readings, batch_engine.fleet_readings
     start = time.perf_counter()
-    bulk_before = batch_engine.batch_readings
-    batch_engine.process([s for _, samples in per_meter for s in samples[DAYS * STEPS :]])
+    batch_engine.process(day_batch)
     daily = time.perf_counter() - start
     bulk = batch_engine.batch_readings - bulk_before
+    on_fleet = batch_engine.fleet_readings - fleet_before
     print(
         f"engine: {sample} meters x {STEPS} readings: hourly uploads {hourly:.2f} s "
         f"({hourly / (sample * STEPS) * 1e6:.1f} us/reading), one daily batch {daily:.2f} s "
-        f"({daily / sample * 1e6:.0f} us/meter-day, {bulk / (sample * STEPS):.1%} of readings in bulk); "
+        f"({daily / sample * 1e6:.0f} us/meter-day, {bulk / (sample * STEPS):.1%} of readings in bulk, "
+        f"{on_fleet / (sample * STEPS):.1%} on the fleet path); "
         f"state {state_bytes:.0f} B/meter in memory, {snapshot_bytes:.0f} B/meter as snapshot JSON"
     )
     print(
