@@ -7,11 +7,14 @@ on the production code path (the :class:`detectors.Engine` the live runner and t
 readings, delivered twice over to two engines in the two shapes the runner sees: hourly uploads of four
 readings (live meters) and one daily batch of 96 (NB-IoT meters). Both engines are the production
 configuration: the daily batch (one ``process`` call with every meter's day; the engine groups it per
-meter, 96 readings each) goes through the meter's bulk path (``detectors/meter_batch.py``) wherever no
-rule fires, the hourly uploads (4 readings, below its ``BATCH_MIN``) through the per-reading path.
-Both times include closing the day: the routine's new limits and the ledger. Meters are independent,
-so the time for ``--meters`` is the sample's time scaled linearly (say ``--engine-sample 100000`` to
-measure it outright: several minutes). State per meter is measured with tracemalloc after imports and
+meter, 96 readings each) goes through the fleet path (``detectors/meter_fleet.py``: all meters' uneventful
+days screened and applied together, in chunks of 1,024 meters) and, for a day where something may fire,
+the meter's bulk path (``detectors/meter_batch.py``) and the per-reading path; the hourly uploads (4
+readings, below ``BATCH_MIN``) go through the per-reading path. Both times include closing the day: the
+routine's new limits and the ledger. Meters are independent and the fleet path works in fixed chunks,
+so the time for ``--meters`` is the sample's time scaled linearly (``--engine-sample 10000`` checks it;
+``--engine-sample 100000`` measures it outright, but its two 28-day warm-ups take most of an hour).
+State per meter is measured with tracemalloc after imports and
 caches are warm (engine, device, health, meter logic, ledger, routine cache, household view and outage
 state, timer heap entries; one household per meter, the worst case), and as snapshot JSON bytes.
 
