@@ -244,9 +244,7 @@ class Engine:
             meters, apply_fleet([(logic, recs, view) for _, logic, recs, view in meters], others), strict=True
         ):
             if done:
-                # What DeviceHealth.heard for each of them amounts to for a device that is online.
-                self._health[device_id].heard(epoch(max(map(_received_at, recs[:done]))))
-                self.batch_readings += done
+                self._heard_in_bulk(self._health[device_id], recs[:done])
                 self.fleet_readings += done
                 applied[device_id] = done
         return applied
@@ -272,14 +270,17 @@ class Engine:
                 0 if health.offline_since is not None else apply_prefix(logic, recs[i:] if i else recs, household.view)
             )
             if done:
-                # What DeviceHealth.heard for each of them amounts to for a device that is online.
-                health.heard(epoch(max(map(_received_at, recs[i : i + done]))))
-                self.batch_readings += done
+                self._heard_in_bulk(health, recs[i : i + done])
                 i += done
             if i < n:
                 out.extend(self._apply(recs[i], household, health, logic))
                 i += 1
         return i
+
+    def _heard_in_bulk(self, health: DeviceHealth, applied: list[Record]) -> None:
+        # What DeviceHealth.heard for each reading amounts to for a device that is online.
+        health.heard(epoch(max(map(_received_at, applied))))
+        self.batch_readings += len(applied)
 
     def _apply(self, record: Record, household: _Household, health: DeviceHealth, logic: Logic) -> list[Finding]:
         view = household.view

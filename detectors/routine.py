@@ -149,9 +149,7 @@ class RoutineLogic:
         if ledger.newest is None or ledger.newest != day - 1:
             return None
         if self._for_newest != ledger.newest:
-            found = quiet_limits(ledger, day, view, self.cfg)
-            self._packed, self._n = found if found is not None else (None, 0)
-            self._for_newest = ledger.newest
+            self.prime(ledger, quiet_limits(ledger, day, view, self.cfg))
         return None if self._packed is None else (self._packed, self._n)
 
     def stale(self, ledger: DayLedger, day: int) -> bool:
