@@ -148,6 +148,11 @@ class HouseholdView:
                 floor = max(floor, end)
         return floor
 
+    @property
+    def has_away(self) -> bool:
+        """Whether any away or hospital period is set."""
+        return bool(self._away)
+
     def away_clear(self, t0: float, t1: float) -> bool:
         """True when no away period starts, ends or lies in [t0, t1]: there, :meth:`away_reason` is None
         and :meth:`away_floor` one value (the meter's bulk path relies on both)."""

@@ -85,24 +85,24 @@ class DayLedger:
             self.today = day
             return
         while self.today < day:
-            start = view.day_start(self.today)
-            ok = self.covered >= MIN_COVERAGE_S and view.away_reason(start) is None
-            ok = ok and view.away_floor(start + DAY_S) <= start and view.away_reason(start + DAY_S - 1) is None
+            ok = self.covered >= MIN_COVERAGE_S
+            if ok and view.has_away:
+                start = view.day_start(self.today)
+                ok = view.away_reason(start) is None and view.away_reason(start + DAY_S - 1) is None
+                ok = ok and view.away_floor(start + DAY_S) <= start
             self._push(self.today_bits, self.today_total, ok)
             self.today += 1
             self.today_bits, self.today_total, self.covered = 0, 0.0, 0.0
 
     def _push(self, bits: int, total: float, ok: bool) -> None:
         keep = self.cfg.routine.history_days
-        self.bits += bits.to_bytes(MASK_BYTES, "little")
-        self.totals += array("f", [total]).tobytes()
-        n = self.days
+        n = self.days + 1
         self.valid |= int(ok) << (n - 1)
-        if n > keep:
-            drop = n - keep
-            self.bits = self.bits[drop * MASK_BYTES :]
-            self.totals = self.totals[drop * 4 :]
-            self.valid >>= drop
+        drop = max(n - keep, 0)
+        # One new bytes object each (slice and append together): this runs for every meter every day.
+        self.bits = self.bits[drop * MASK_BYTES :] + bits.to_bytes(MASK_BYTES, "little")
+        self.totals = self.totals[drop * 4 :] + array("f", [total]).tobytes()
+        self.valid >>= drop
         self.newest = self.today
         self._p90_stale = True
 

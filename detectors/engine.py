@@ -65,7 +65,6 @@ _BAD_SNAPSHOT = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 _device_time = attrgetter("ts")
 _device_id = attrgetter("device_id")
-_received_at = attrgetter("received_at")
 # Bulk attempts per meter and call: after each, the reading that ended it is applied on its own.
 BATCH_TRIES = 4
 
@@ -244,7 +243,7 @@ class Engine:
             meters, apply_fleet([(logic, recs, view) for _, logic, recs, view in meters], others), strict=True
         ):
             if done:
-                self._heard_in_bulk(self._health[device_id], recs[:done])
+                self._heard_in_bulk(self._health[device_id], recs, 0, done)
                 self.fleet_readings += done
                 applied[device_id] = done
         return applied
@@ -270,17 +269,19 @@ class Engine:
                 0 if health.offline_since is not None else apply_prefix(logic, recs[i:] if i else recs, household.view)
             )
             if done:
-                self._heard_in_bulk(health, recs[i : i + done])
+                self._heard_in_bulk(health, recs, i, i + done)
                 i += done
             if i < n:
                 out.extend(self._apply(recs[i], household, health, logic))
                 i += 1
         return i
 
-    def _heard_in_bulk(self, health: DeviceHealth, applied: list[Record]) -> None:
-        # What DeviceHealth.heard for each reading amounts to for a device that is online.
-        health.heard(epoch(max(map(_received_at, applied))))
-        self.batch_readings += len(applied)
+    def _heard_in_bulk(self, health: DeviceHealth, recs: list[Record], start: int, stop: int) -> None:
+        # What DeviceHealth.heard for each of recs[start:stop] amounts to for a device that is online.
+        # (A comprehension: attrgetter through map costs twice as much on slotted records.)
+        applied = recs if start == 0 and stop == len(recs) else recs[start:stop]
+        health.heard(epoch(max([rec.received_at for rec in applied])))
+        self.batch_readings += stop - start
 
     def _apply(self, record: Record, household: _Household, health: DeviceHealth, logic: Logic) -> list[Finding]:
         view = household.view
