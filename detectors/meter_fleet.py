@@ -33,7 +33,7 @@ from detectors.daily import MAX_COVERED_INTERVAL_S
 from detectors.flow import FlowLogic, standing_lph
 from detectors.meter import MeterLogic
 from detectors.meter_batch import clock_seconds, uses_program_rule
-from detectors.routine_fleet import quiet_limits_many
+from detectors.routine_fleet import Limits, quiet_limits_many
 from schemas.records import Record
 
 _ts = attrgetter("ts")
@@ -347,19 +347,28 @@ def _routine(rows: _Rows) -> None:
     asking = np.flatnonzero(check.any(axis=1) & rows.ok).tolist()
     if not asking:
         return
-    # The day's limits for every meter that needs them, in one numpy pass, into each meter's cache.
-    stale = [i for i in asking if ms[i].logic.routine.stale(ms[i].logic.ledger, days[i])]
-    items = [(ms[i].logic.ledger, days[i], ms[i].view) for i in stale]
-    for i, found in zip(stale, quiet_limits_many(items, rows.cfg), strict=True):
-        ms[i].logic.routine.prime(ms[i].logic.ledger, found)
-    have, limits = [], []
-    for i in asking:
-        found = ms[i].logic.routine.limits(ms[i].logic.ledger, days[i], ms[i].view)
-        if found is not None:
-            have.append(i)
-            limits.append(np.frombuffer(found[0], "<u2")[SLOTS_PER_DAY:])
+    # The day's limits: cached, or for every meter that needs them in one numpy pass (then cached).
+    found: list[Limits] = []
+    pending: list[int] = []
+    for j, i in enumerate(asking):
+        logic = ms[i].logic
+        if logic.routine.stale(logic.ledger, days[i]):
+            pending.append(j)
+            found.append(None)
+        else:
+            found.append(logic.routine.limits(logic.ledger, days[i], ms[i].view))
+    if pending:
+        items = [(ms[asking[j]].logic.ledger, days[asking[j]], ms[asking[j]].view) for j in pending]
+        for j, computed in zip(pending, quiet_limits_many(items, rows.cfg), strict=True):
+            logic = ms[asking[j]].logic
+            logic.routine.prime(logic.ledger, computed)
+            found[j] = computed
+    have = [i for i, limits in zip(asking, found, strict=True) if limits is not None]
     if have:
-        limit = np.take_along_axis(np.stack(limits), rows.slots[have], axis=1) * 60.0
+        # Each packed as two uint16 rows of 48 slots: the second row holds the limits in minutes.
+        packed = b"".join([limits[0] for limits in found if limits is not None])
+        minutes = np.frombuffer(packed, "<u2").reshape(len(have), 2 * SLOTS_PER_DAY)[:, SLOTS_PER_DAY:]
+        limit = np.take_along_axis(minutes, rows.slots[have], axis=1) * 60.0
         fire = check[have] & ~((gap[have] <= limit) | (limit > rc.max_gap_h * 3600))
         rows.ok[have] &= ~fire.any(axis=1)
 
