@@ -47,23 +47,29 @@ CHUNK = 1024
 class _Meter:
     """One meter's upload while the fleet path holds it."""
 
-    __slots__ = ("applied", "bounds", "days", "logic", "offset", "r", "row", "t", "view")
+    __slots__ = ("applied", "bounds", "days", "logic", "offset", "r", "received", "row", "t", "view")
 
-    def __init__(self, logic: MeterLogic, view: HouseholdView, t: list[float], r: list[float], offset: float) -> None:
+    def __init__(
+        self, logic: MeterLogic, view: HouseholdView, t: list[float], r: list[float], offset: float, received: datetime
+    ) -> None:
         self.logic, self.view, self.t, self.r, self.offset = logic, view, t, r, offset
+        self.received = received  # the newest receive time of all the readings
         self.applied = 0
         self.row = 0
         self.bounds: list[int] = []
         self.days: list[int] = []
 
 
-def apply_fleet(batches: Sequence[tuple[MeterLogic, list[Record], HouseholdView]], busy: set[str]) -> list[int]:
+def apply_fleet(
+    batches: Sequence[tuple[MeterLogic, list[Record], HouseholdView]], busy: set[str]
+) -> list[tuple[int, datetime | None]]:
     """For each meter's records: how many, from the first in device-time order, were applied in bulk
-    (whole uneventful local days; 0 when none). A list committed out of order is sorted in place.
-    Meters of the ``busy`` households, and of households where a meter sent anything but readings,
-    are left to the engine's device-by-device order."""
+    (whole uneventful local days; 0 when none), and the newest receive time of the records when all were
+    applied (None otherwise). A list committed out of order is sorted in place. Meters of the ``busy``
+    households, and of households where a meter sent anything but readings, are left to the engine's
+    device-by-device order."""
     if not batches or uses_program_rule(batches[0][0].cfg):
-        return [0] * len(batches)  # the program rule's step points are kept reading by reading
+        return [(0, None)] * len(batches)  # the program rule's step points are kept reading by reading
     seen: _Grids = {}
     prepared = [_prepare(logic, recs, view, seen) for logic, recs, view in batches]
     busy = busy | {
@@ -97,7 +103,10 @@ def apply_fleet(batches: Sequence[tuple[MeterLogic, list[Record], HouseholdView]
                         meter.applied = b
                         active.append((g, meter))
         k += 1
-    return [0 if meter is None else meter.applied for meter in meters]
+    return [
+        (0, None) if meter is None else (meter.applied, meter.received if meter.applied == len(meter.t) else None)
+        for meter in meters
+    ]
 
 
 def _prepare(logic: MeterLogic, records: list[Record], view: HouseholdView, seen: _Grids) -> _Meter | object | None:
@@ -120,7 +129,10 @@ def _prepare(logic: MeterLogic, records: list[Record], view: HouseholdView, seen
     if t is None or not view.away_clear(t[0], t[-1]):
         return None
     offset = view.steady_offset(t[0] - 1e-3, t[-1])
-    return None if offset is None else _Meter(logic, view, t, r, offset)
+    if offset is None:
+        return None
+    # Read now, while the records are in the CPU cache (the engine needs it for the device's health).
+    return _Meter(logic, view, t, r, offset, max([rec.received_at for rec in records]))
 
 
 _MIXED = object()
