@@ -48,6 +48,26 @@ _device_id = attrgetter("device_id")
 _received_at = attrgetter("received_at")
 
 
+def uploads(readings: Sequence[MeterSample]) -> list[list[MeterSample]]:
+    """Readings cut into uploads (runs of one device's readings), none longer than a round."""
+    out: list[list[MeterSample]] = []
+    for _, run in groupby(readings, _device_id):
+        upload = list(run)
+        out.extend(upload[i : i + READINGS_PER_ROUND] for i in range(0, len(upload), READINGS_PER_ROUND))
+    return out
+
+
+def take_uploads(pending: deque[list[MeterSample]]) -> list[MeterSample]:
+    """One round's readings from the front of ``pending``: whole uploads, at most ``UPLOADS_PER_ROUND``
+    of them and no more than ``READINGS_PER_ROUND`` readings past the first upload."""
+    taken: list[MeterSample] = []
+    for _ in range(min(UPLOADS_PER_ROUND, len(pending))):
+        if taken and len(taken) + len(pending[0]) > READINGS_PER_ROUND:
+            break
+        taken.extend(pending.popleft())
+    return taken
+
+
 def _latest_by_device(records: Sequence[Record]) -> dict[str, datetime]:
     """The newest receive time of each device's records (an upload is a run of one device's records)."""
     latest: dict[str, datetime] = {}
@@ -107,15 +127,11 @@ class DetectorRunner:
         """The records of committed messages (from an ingest in another process); as ``submit``."""
         urgent = [r for r in records if not isinstance(r, MeterSample)]
         bulk = [r for r in records if isinstance(r, MeterSample)]
-        # Cut into uploads (a device's run) outside the lock: _take hands out whole ones.
-        uploads: list[list[MeterSample]] = []
-        for _, run in groupby(bulk, _device_id):
-            upload = list(run)
-            uploads.extend(upload[i : i + READINGS_PER_ROUND] for i in range(0, len(upload), READINGS_PER_ROUND))
+        cut = uploads(bulk)  # outside the lock: _take hands out whole uploads
         with self._pending:
             if bulk:
                 self._pending.wait_for(lambda: self._bulk_readings < MAX_PENDING_READINGS or self._stopping.is_set())
-                self._bulk.extend(uploads)
+                self._bulk.extend(cut)
                 self._bulk_readings += len(bulk)
             self._urgent.extend(urgent)
             self._pending.notify_all()
@@ -183,18 +199,13 @@ class DetectorRunner:
             self._flush_last_seen(conn)
             self._snapshot(conn)
 
-    def _take(self, timeout: float) -> tuple[list[Record], list[Record]]:
-        """Every pending urgent record, and the oldest readings: whole uploads, at most
-        ``UPLOADS_PER_ROUND`` of them and no more than ``READINGS_PER_ROUND`` readings past the first."""
+    def _take(self, timeout: float) -> tuple[list[Record], list[MeterSample]]:
+        """Every pending urgent record, and the oldest readings (:func:`take_uploads`)."""
         with self._pending:
             self._pending.wait_for(lambda: bool(self._urgent or self._bulk) or self._stopping.is_set(), timeout)
             urgent = list(self._urgent)
             self._urgent.clear()
-            bulk: list[Record] = []
-            for _ in range(min(UPLOADS_PER_ROUND, len(self._bulk))):
-                if bulk and len(bulk) + len(self._bulk[0]) > READINGS_PER_ROUND:
-                    break
-                bulk.extend(self._bulk.popleft())
+            bulk = take_uploads(self._bulk)
             self._bulk_readings -= len(bulk)
             self._pending.notify_all()
         return urgent, bulk

@@ -6,6 +6,7 @@ engine call, where the fleet path can take it, and an sos waits for at most one 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -40,8 +41,8 @@ def _runner() -> DetectorRunner:
     )
 
 
-def _drain(runner: DetectorRunner) -> list[tuple[list[Record], list[Record]]]:
-    rounds: list[tuple[list[Record], list[Record]]] = []
+def _drain(runner: DetectorRunner) -> list[tuple[list[Record], list[MeterSample]]]:
+    rounds: list[tuple[list[Record], list[MeterSample]]] = []
     while True:
         urgent, bulk = runner._take(timeout=0.0)
         if not urgent and not bulk:
@@ -49,7 +50,7 @@ def _drain(runner: DetectorRunner) -> list[tuple[list[Record], list[Record]]]:
         rounds.append((urgent, bulk))
 
 
-def _runs(records: list[Record]) -> list[tuple[str, int]]:
+def _runs(records: Sequence[Record]) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     for record in records:
         if out and out[-1][0] == record.device_id:
