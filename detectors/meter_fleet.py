@@ -320,7 +320,7 @@ def _use(rows: _Rows) -> None:
     """Use and the backstop (meter_batch._use): rows where a flat rule may fire are not ok."""
     t, m = rows.t, rows.m
     floor = [
-        max(meter.logic.series_start, meter.view.away_floor(first))
+        max(meter.logic.series_start, meter.view.away_floor(first)) if meter.view.has_away else meter.logic.series_start
         for meter, first in zip(rows.meters, t[:, 0].tolist(), strict=True)
     ]
     rows.last = last = np.maximum.accumulate(np.where(rows.used, np.arange(m), -1), axis=1)
@@ -340,7 +340,8 @@ def _use(rows: _Rows) -> None:
             for meter, f in zip(rows.meters, floor, strict=True):
                 rule = meter.view.settings.flat_rule(base)
                 window.append(rule.window_h * 3600)
-                latch = next((x for x in meter.logic.fired if x.name == rule.name), None)
+                fired = meter.logic.fired
+                latch = next((x for x in fired if x.name == rule.name), None) if fired else None
                 rule_floor.append(max(f, latch.at) if latch is not None else f)
             begun = np.maximum(np.maximum(use_start, floor_c), _col(rule_floor))
             rows.ok &= (t - begun < _col(window)).all(axis=1)
@@ -401,21 +402,15 @@ def _flow(rows: _Rows) -> None:
     high = flowing & (rows.flow_l / (dt / 60) >= fc.high_rate_lpm)
     rows.stretches = (flowing, high, standing)
     night_end_s, night_start_s = clock_seconds(fc.night_end), clock_seconds(fc.night_start)
-    night_end, night_start, prev_end, prev_night, shortest = [], [], [], [], []
-    for day_start, prev_start, start in zip(
-        rows.starts, _day_starts(rows.meters, days, 1), t[:, 0].tolist(), strict=True
-    ):
-        end, begin = day_start + night_end_s, day_start + night_start_s
-        night_end.append(end)
-        night_start.append(begin)
-        prev_end.append(end - DAY_S)
-        prev_night.append(prev_start + night_start_s)
-        night_s = min(end - begin, start - (prev_start + night_start_s))
-        shortest.append(min(fc.high_rate_min * 60, fc.day_stretch_h * 3600, night_s))
+    day_start, prev_start = _col(rows.starts), _col(_day_starts(rows.meters, days, 1))
+    night_end, night_start = day_start + night_end_s, day_start + night_start_s
+    prev_end, prev_night = night_end - DAY_S, prev_start + night_start_s
+    night_s = np.minimum(night_end - night_start, t[:, :1] - (prev_start + night_start_s))[:, 0]
+    shortest = np.minimum(min(fc.high_rate_min * 60, fc.day_stretch_h * 3600), night_s)
     run_start = _stretch_starts(flowing, _col([_nan(f.run_start) for f in flows]), t0)
     longest = np.where(flowing, t - run_start, 0.0).max(axis=1)
     # meter_batch._flow: without a stretch this long no flow rule can fire.
-    long_enough = ~(longest < np.array(shortest) - 1.0)
+    long_enough = ~(longest < shortest - 1.0)
     if long_enough.any():
         high_start = _stretch_starts(high, _col([_nan(f.high_start) for f in flows]), t0)
         span = t - high_start
@@ -425,11 +420,11 @@ def _flow(rows: _Rows) -> None:
             & (span > dt)
             & (high_start != _col([_nan(f.fired_high) for f in flows]))
         )
-        earlier = _col(night_end) > t
+        earlier = night_end > t
         today = np.array([f.fired_night != day for f, day in zip(flows, days, strict=True)])[:, None]
         yesterday = np.array([f.fired_night != day - 1 for f, day in zip(flows, days, strict=True)])[:, None]
-        night = (today & ~earlier & ~(run_start > _col(night_start)) & ~(t - _col(night_end) > DAY_S)) | (
-            yesterday & earlier & ~(run_start > _col(prev_night)) & ~(t - _col(prev_end) > DAY_S)
+        night = (today & ~earlier & ~(run_start > night_start) & ~(t - night_end > DAY_S)) | (
+            yesterday & earlier & ~(run_start > prev_night) & ~(t - prev_end > DAY_S)
         )
         fire |= flowing & night
         fired_run = _col([_nan(f.fired_run) for f in flows])
@@ -507,9 +502,10 @@ def _commit(rows: _Rows) -> None:
     last_t, last_r = t[:, -1].tolist(), r[:, -1].tolist()
     q_end, total_end, covered_end = rows.q[keep, -1].tolist(), rows.totals[keep, -1].tolist(), covered[:, -1].tolist()
     has_use = (j >= 0).tolist()
-    for i, (meter, day) in enumerate(zip(meters, [rows.days[k] for k in picked], strict=True)):
+    days = [rows.days[k] for k in picked]
+    for i, meter in enumerate(meters):
         logic = meter.logic
-        ledger, flow, routine = logic.ledger, logic.flow, logic.routine
+        ledger, routine = logic.ledger, logic.routine
         logic.last_t, logic.last_r = last_t[i], last_r[i]
         logic.series_n += m
         if has_use[i]:
@@ -519,7 +515,7 @@ def _commit(rows: _Rows) -> None:
             routine.fired_q = None  # water resumed: a new quiet stretch
         ledger.covered = covered_end[i]
         ledger.today_total = total_end[i]
-        _set_flow(flow, day, m, flow_state, i)
+    _set_flows([meter.logic.flow for meter in meters], days, m, flow_state)
 
 
 class _FlowState(NamedTuple):
@@ -559,18 +555,23 @@ def _flow_state(rows: _Rows, keep: np.ndarray, meters: list[_Meter]) -> _FlowSta
     return _FlowState(new_day.tolist(), hist, s_after, k_rate[:, 0].tolist(), lowest, fired_standing, runs, highs)
 
 
-def _set_flow(flow: FlowLogic, day: int, m: int, state: _FlowState, i: int) -> None:
-    if state.new_day[i] < m:
-        # FlowLogic.note_interval for the new day's first short interval (new_day < m: a new day).
-        hist = state.hist[i]
-        if hist is not None:
-            flow.min_hist, flow.standing_lph = hist, state.standing[i]
-        flow.min_day, flow.min_rate = day, state.k_rate[i]
-    flow.min_rate = min(flow.min_rate, state.lowest[i])
+def _set_flows(flows: list[FlowLogic], days: list[int], m: int, state: _FlowState) -> None:
+    for flow, day, new_day, hist, standing, k_rate, lowest in zip(
+        flows, days, state.new_day, state.hist, state.standing, state.k_rate, state.lowest, strict=True
+    ):
+        if new_day < m:
+            # FlowLogic.note_interval for the new day's first short interval (new_day < m: a new day).
+            if hist is not None:
+                flow.min_hist, flow.standing_lph = hist, standing
+            flow.min_day, flow.min_rate = day, k_rate
+        flow.min_rate = min(flow.min_rate, lowest)
     if state.runs is not None and state.highs is not None:
-        flow.fired_standing = state.fired_standing[i]
-        flow.run_start, flow.run_litres = _none(state.runs[0][i]), state.runs[1][i]
-        flow.high_start, flow.high_litres = _none(state.highs[0][i]), state.highs[1][i]
+        for flow, fired, run_start, run_litres, high_start, high_litres in zip(
+            flows, state.fired_standing, *state.runs, *state.highs, strict=True
+        ):
+            flow.fired_standing = fired
+            flow.run_start, flow.run_litres = _none(run_start), run_litres
+            flow.high_start, flow.high_litres = _none(high_start), high_litres
 
 
 def _nan(value: float | None) -> float:
