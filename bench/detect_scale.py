@@ -1,7 +1,7 @@
 """Scale: baselines + all detectors for ``--meters`` meters over one day of 15-minute readings, measured
 on the production code path (the :class:`detectors.Engine` the live runner and the backtest use).
 
-    .venv/bin/python bench/detect_scale.py [--meters 100000] [--engine-sample 2000]
+    .venv/bin/python bench/detect_scale.py [--meters 100000] [--engine-sample 2000] [--first-hour 0]
 
 ``--engine-sample`` meters get a 28-day history (the routine baseline is warm) and then one day of
 readings, delivered twice over to two engines in the two shapes the runner sees: hourly uploads of four
@@ -12,7 +12,9 @@ days screened and applied together, in chunks of 1,024 meters) and, for a day wh
 the meter's bulk path (``detectors/meter_batch.py``) and the per-reading path; the hourly uploads (4
 readings, below ``BATCH_MIN``) go through the per-reading path. Both times include closing the day: the
 routine's new limits and the ledger. The sample's times scaled to ``--meters`` are the ``_extrapolated``
-figures.
+figures. The day's readings run from ``--first-hour`` (local) for 24 hours: from 00:00 they are one
+local day; from any other hour (a meter that uploads at 03:00) two, and the fleet path works each
+local day apart.
 
 Then the full fleet, measured outright: ``--meters`` meters restored from the warm sample's snapshots (as
 the runner restores on start; each sample meter under ``meters / sample`` new ids, with its day of
@@ -50,21 +52,27 @@ DAYS = 28
 STEPS = 96  # 15-minute intervals in a day
 
 
-def fleet(meters: int) -> list[tuple[DeviceInfo, list[MeterSample]]]:
+Meter = tuple[DeviceInfo, list[MeterSample], list[MeterSample]]  # the device, its warm-up, its day
+
+
+def fleet(meters: int, first_hour: int) -> list[Meter]:
+    """Meters with DAYS days (and ``first_hour`` hours) of history, and the 24 hours of readings after."""
     names = list(PROFILES)
     out = []
+    first = DAYS * STEPS + first_hour * STEPS // 24
     for i in range(meters):
         info = DeviceInfo(f"m{i}", DeviceType.WATER_METER, f"h{i}", 900)
-        uses = Resident(info.household_id, info.device_id, PROFILES[names[i % len(names)]], i).uses(DAYS + 2)
-        out.append((info, list(meter_samples(info.device_id, info.household_id, uses, 0, (DAYS + 1) * 24))))
+        uses = Resident(info.household_id, info.device_id, PROFILES[names[i % len(names)]], i).uses(DAYS + 3)
+        samples = list(meter_samples(info.device_id, info.household_id, uses, 0, (DAYS + 2) * 24))
+        out.append((info, samples[:first], samples[first : first + STEPS]))
     return out
 
 
-def warm(per_meter: list[tuple[DeviceInfo, list[MeterSample]]]) -> Engine:
+def warm(per_meter: list[Meter]) -> Engine:
     engine = Engine(DetectorSuiteConfig())
-    for info, samples in per_meter:
+    for info, history, _ in per_meter:
         engine.upsert_device(info)
-        engine.process(samples[: DAYS * STEPS])
+        engine.process(history)
     return engine
 
 
@@ -111,10 +119,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meters", type=int, default=100_000)
     parser.add_argument("--engine-sample", type=int, default=2000)
+    parser.add_argument(
+        "--first-hour", type=int, default=0, choices=range(24), help="local hour of the day's first reading"
+    )
     args = parser.parse_args()
     n, sample = args.meters, args.engine_sample
-    per_meter = fleet(sample)
-    warm(fleet(3)).process([])  # imports, numpy and zone caches: not per-meter state
+    per_meter = fleet(sample, args.first_hour)
+    warm(fleet(3, args.first_hour)).process([])  # imports, numpy and zone caches: not per-meter state
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
@@ -124,8 +135,7 @@ def main() -> None:
     tracemalloc.stop()
     hourly = 0.0
     start = time.perf_counter()
-    for _, samples in per_meter:
-        day = samples[DAYS * STEPS :]
+    for _, _, day in per_meter:
         for i in range(0, len(day), 4):  # hourly uploads of four readings
             engine.process(day[i : i + 4])
     hourly = time.perf_counter() - start
@@ -134,7 +144,7 @@ def main() -> None:
     del engine
     batch_engine = warm(per_meter)
     warm_state = batch_engine.all_snapshots()
-    day_batch = [s for _, samples in per_meter for s in samples[DAYS * STEPS :]]
+    day_batch = [s for _, _, day in per_meter for s in day]
     bulk_before, fleet_before = batch_engine.batch_readings, batch_engine.fleet_readings
     start = time.perf_counter()
     batch_engine.process(day_batch)
@@ -144,11 +154,11 @@ def main() -> None:
     # The full fleet's process holds what the runner would: engine state and the day's readings, not the
     # sample's four weeks of history (5 million objects more for the garbage collector to walk).
     del batch_engine, day_batch
-    per_day = [(info, samples[DAYS * STEPS :]) for info, samples in per_meter]
+    per_day = [(info, day) for info, _, day in per_meter]
     del per_meter
     full, full_fleet = full_scale(warm_state, per_day, n)
     print(
-        f"engine: {sample} meters x {STEPS} readings: hourly uploads {hourly:.2f} s "
+        f"engine: {sample} meters x {STEPS} readings from {args.first_hour:02d}:00: hourly uploads {hourly:.2f} s "
         f"({hourly / (sample * STEPS) * 1e6:.1f} us/reading), one daily batch {daily:.2f} s "
         f"({daily / sample * 1e6:.0f} us/meter-day, {bulk / (sample * STEPS):.1%} of readings in bulk, "
         f"{on_fleet / (sample * STEPS):.1%} on the fleet path); "
