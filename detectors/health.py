@@ -197,6 +197,9 @@ class HouseholdHealth:
             return []
         since = float(self.incident["since"])
         self.incident = None
+        # A message received before the Last Will that opened the incident (the broker sent the will
+        # late, or the records were committed out of order) ends it as soon as it began, not earlier.
+        back = max(now, since)
         return [
             finding(
                 health.device,
@@ -205,7 +208,7 @@ class HouseholdHealth:
                 detected_at=now,
                 detector="health_offline",
                 action=FindingAction.ANNOTATE,
-                evidence=f"back online at {view.fmt(now, now)} after {hours(now - since)} of silence",
+                evidence=f"back online at {view.fmt(back, back)} after {hours(back - since)} of silence",
             )
         ]
 

@@ -60,6 +60,19 @@ def test_last_will_is_offline_at_once() -> None:
     assert e.tick(at(20)) == []
 
 
+def test_heard_before_its_last_will_is_back_without_negative_silence() -> None:
+    e = Engine(DetectorSuiteConfig())
+    e.upsert_device(METER)
+    e.process([sample(at(9), 100.0)])
+    [off] = e.process([status(at(10), METER, online=False)])
+    assert off.at == at(10)
+    # A reading received five minutes before the will reached us, committed after it.
+    [back] = e.process([sample(at(10.1), 100.0, received=at(10) - timedelta(minutes=5))])
+    assert back.action is FindingAction.ANNOTATE
+    assert back.at == at(10)
+    assert back.evidence == "back online at 10:00 after 0 min of silence"
+
+
 def test_low_battery_and_weak_signal_with_hysteresis() -> None:
     e = engine()
     [bat] = e.process([status(at(9), METER, battery_pct=15)])
