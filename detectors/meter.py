@@ -300,6 +300,23 @@ class MeterLogic:
     def _personal(self, name: str) -> bool:
         return any(rule.personal for rule in self.cfg.flat_rules if rule.name == name)
 
+    # For the bulk paths (meter_batch, meter_fleet) ------------------------------------------------
+    @property
+    def awaiting_use(self) -> bool:
+        """A flat rule has fired and waits for water to resume; until then the routine says nothing."""
+        return any(latch.reg is not None for latch in self.fired)
+
+    def bulk_blocked(self) -> bool:
+        """A fired latch the bulk paths do not follow: a program rule's (it clears on litres, not on a
+        use; left from a configuration that had the program rule on)."""
+        return any(latch.reg is not None and not self._personal(latch.name) for latch in self.fired)
+
+    def clear_fired(self, use_t0: float) -> None:
+        """What the first use (from ``use_t0``) does to the fired personal rules' latches."""
+        for latch in self.fired:
+            if latch.reg is not None:
+                self._set_latch(RuleLatch(latch.name, None, use_t0))
+
     # Timers and snapshot -------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -17,16 +17,19 @@ Contract: the state after the bulk prefix is bit-identical to the state after ap
   running / overnight / all-day flow, standing-flow notice, excess) is evaluated from the state as it
   would be after that reading; so are the series rules (a reset, a glitch or an implausible jump ends
   the prefix) and the local day (a day going backwards, possible in a DST change at midnight, ends it).
-  Each state change that only an event makes (latches, ``fired_*``, recurring-flow history) is left to
-  the per-reading path by ending the prefix at that reading.
+  Each state change that only an event makes (a rule firing, ``fired_*``, recurring-flow history) is
+  left to the per-reading path by ending the prefix at that reading. The one change that comes without
+  an event is followed here: after the backstop fired, the meter's next use clears its latch (and ends
+  the routine's silence for the stretch already raised), so a meter stays on this path while its
+  resident is away or lying on the floor, and after.
 - Per local day, in order. Readings are applied one local day (segment) at a time: the ledger closes
   days with its own ``roll_to``, and the routine's limits and the excess percentile for the new day are
   computed from the updated ledger, as on the per-reading path. The day's standing flow changes at the
   first short interval of a new day (``FlowLogic.note_interval``), so it is a per-reading array.
 - Local day and slot from a UTC offset proven constant over the batch (``HouseholdView.steady_offset``);
   across a DST change they come from the view reading by reading.
-- What is not worth screening is not bulk-applied at all: a program (step-point) rule configured, a
-  flat-rule latch fired, an away period touching the batch's span, the meter's first reading. Quiet
+- What is not worth screening is not bulk-applied at all: a program (step-point) rule configured or
+  its latch still fired, an away period touching the batch's span, the meter's first reading. Quiet
   windows only hold back findings, and the bulk path raises none, so they do not matter here.
 
 Device health is the engine's: every reading calls ``DeviceHealth.heard``, which for a device that is
@@ -65,7 +68,7 @@ def apply_prefix(logic: MeterLogic, records: Sequence[Record], view: HouseholdVi
     return its length (0: nothing applied)."""
     cfg = logic.cfg
     last_t = logic.last_t
-    if last_t is None or uses_program_rule(cfg) or any(latch.reg is not None for latch in logic.fired):
+    if last_t is None or uses_program_rule(cfg) or logic.bulk_blocked():
         return 0
     n = len(records)
     if set(map(type, records)) != {MeterSample}:  # a status report ends the prefix
@@ -167,8 +170,8 @@ class _Day:
     """One local day's readings and what the screen found about them (shared with the commit)."""
 
     __slots__ = (
-        "day", "dt", "flow_l", "flowing", "high", "last", "litres", "m", "new_day", "q", "r", "s_new", "s_old",
-        "short", "slots", "t", "t0", "totals", "used",
+        "cleared", "day", "dt", "flow_l", "flowing", "high", "last", "litres", "m", "new_day", "q", "r", "s_new",
+        "s_old", "short", "slots", "t", "t0", "totals", "used",
     )  # fmt: skip
 
     def __init__(self, day: int, t: F64, t0: F64, dt: F64, r: F64, litres: F64, slots: F64, total: float) -> None:
@@ -181,6 +184,8 @@ class _Day:
         self.flow_l = self.q = litres
         self.last = slots
         self.new_day = self.m
+        # The reading whose use clears fired flat rules (0: none fired; m: none in this segment).
+        self.cleared = 0
         self.s_old = self.s_new = 0.0
         self.flowing: np.ndarray | None = None
         self.high: np.ndarray | None = None
@@ -236,14 +241,23 @@ def _use(logic: MeterLogic, view: HouseholdView, seg: _Day) -> int:
     last_use = logic.last_use if logic.last_use is not None else logic.series_start
     seg.q = np.maximum(np.where(seen, t[at], last_use), floor)
     use_t0 = np.where(seen, t0[at], logic.use_t0 if logic.use_t0 is not None else logic.series_start)
+    # A fired rule (MeterLogic._clear_fired) is cleared by the next use, from that use's interval on.
+    seg.cleared = _first(used) if logic.awaiting_use else 0
     stop = m
     for base in cfg.flat_rules:  # personal rules only: program rules never reach the bulk path
         if base.enabled:
             rule = view.settings.flat_rule(base)
             latch = next((x for x in logic.fired if x.name == rule.name), None)
             rule_floor = max(floor, latch.at) if latch is not None else floor
+            silent = 0
+            if latch is not None and latch.reg is not None:  # fired: silent until cleared
+                if seg.cleared == m:
+                    continue
+                silent, rule_floor = seg.cleared, max(floor, float(t0[seg.cleared]))
             start = np.maximum(np.maximum(use_t0, floor), rule_floor)
-            stop = min(stop, _first(~(t - start < rule.window_h * 3600)))
+            fire = ~(t - start < rule.window_h * 3600)
+            fire[:silent] = False
+            stop = min(stop, _first(fire))
     return stop
 
 
@@ -254,6 +268,7 @@ def _routine(logic: MeterLogic, view: HouseholdView, seg: _Day) -> int:
         return seg.m
     gap = seg.t - seg.q
     check = ~(gap < rc.min_gap_min * 60)
+    check[: seg.cleared] = False  # a fired flat rule has raised this stretch already (MeterLogic: raised)
     if routine.fired_q is not None:
         check &= ~(seg.q <= routine.fired_q)
     first = _first(check)
@@ -342,6 +357,8 @@ def _commit(logic: MeterLogic, view: HouseholdView, seg: _Day, c: int) -> None:
         logic.last_use, logic.use_r, logic.use_t0 = float(t[j]), float(seg.r[j]), float(t0[j])
     if routine.fired_q is not None and seg.q[c - 1] > routine.fired_q:
         routine.fired_q = None  # water resumed: a new quiet stretch
+    if logic.awaiting_use and seg.cleared < c:
+        logic.clear_fired(float(t0[seg.cleared]))
     # Ledger: coverage and total summed in reading order, use bits of the used readings' slots.
     covered = ~(dt[:c] > MAX_COVERED_INTERVAL_S)
     part = np.minimum(dt[:c], t[:c] - view.day_start(seg.day))

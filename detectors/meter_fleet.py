@@ -111,13 +111,14 @@ def apply_fleet(
 
 def _prepare(logic: MeterLogic, records: list[Record], view: HouseholdView, seen: _Grids) -> _Meter | object | None:
     """The meter's readings as floats; _MIXED for records other than readings; None where meter_batch's
-    own checks are needed: its first reading, a fired latch, an away period or a DST change in the span."""
+    own checks are needed: its first reading, a program rule's latch, an away period or a DST change in the
+    span."""
     # Comprehensions, not map(attrgetter): on slotted records they cost half as much.
     try:
         r = [rec.register_l for rec in records]  # type: ignore[union-attr]
     except AttributeError:  # a status report or an event
         return _MIXED
-    if logic.last_t is None or any(latch.reg is not None for latch in logic.fired):
+    if logic.last_t is None or (logic.fired and logic.bulk_blocked()):
         return None
     t = _seconds(records, seen)
     if t is None:
@@ -234,8 +235,8 @@ class _Rows:
     meter_batch's ``_Day`` with a row per meter and per-meter scalars as columns."""
 
     __slots__ = (
-        "cfg", "days", "dt", "flow_l", "hist", "last", "litres", "m", "meters", "new_day", "ok", "q", "r", "s_cand",
-        "s_new", "s_old", "short", "slots", "starts", "stretches", "t", "t0", "totals", "used",
+        "cfg", "cleared", "days", "dt", "flow_l", "hist", "last", "litres", "m", "meters", "new_day", "ok", "q", "r",
+        "s_cand", "s_new", "s_old", "short", "slots", "starts", "stretches", "t", "t0", "totals", "used", "waiting",
     )  # fmt: skip
 
     def __init__(self, meters: list[_Meter], days: list[int], t: np.ndarray, r: np.ndarray, slots: np.ndarray) -> None:
@@ -270,6 +271,10 @@ class _Rows:
         self.flow_l = np.maximum(net, 0.0)
         self.last = self.q = litres
         self.stretches: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        # Meters whose backstop has fired and waits for a use, and the reading whose use clears it
+        # (meter_batch._use; 0 for the others, m where none comes in this segment).
+        self.waiting = [bool(meter.logic.fired) and meter.logic.awaiting_use for meter in meters]
+        self.cleared = np.where(np.array(self.waiting), _first_true(self.used), 0) if any(self.waiting) else None
 
     def _carry_in(self) -> tuple[list[float | None], list[float], list[float], list[float], list[bool]]:
         """Per meter, what meter_batch._segment and _use read, after the ledger has closed its days:
@@ -334,17 +339,26 @@ def _use(rows: _Rows) -> None:
     use_t0 = [x if x is not None else s for x, s in zip((mt.logic.use_t0 for mt in rows.meters), series, strict=True)]
     rows.q = np.maximum(np.where(seen, np.take_along_axis(t, at, axis=1), _col(last_use)), floor_c)
     use_start = np.where(seen, np.take_along_axis(rows.t0, at, axis=1), _col(use_t0))
+    # A fired rule is silent until the use that clears it, and counts from that use's interval on.
+    cleared = rows.cleared
+    clear_t0 = None if cleared is None else np.take_along_axis(rows.t0, np.minimum(cleared, m - 1)[:, None], axis=1)
     for base in rows.cfg.flat_rules:  # personal rules only: program rules never reach the bulk path
         if base.enabled:
-            window, rule_floor = [], []
-            for meter, f in zip(rows.meters, floor, strict=True):
+            window, rule_floor, silent = [], [], []
+            for i, (meter, f) in enumerate(zip(rows.meters, floor, strict=True)):
                 rule = meter.view.settings.flat_rule(base)
                 window.append(rule.window_h * 3600)
                 fired = meter.logic.fired
                 latch = next((x for x in fired if x.name == rule.name), None) if fired else None
-                rule_floor.append(max(f, latch.at) if latch is not None else f)
+                if latch is not None and latch.reg is not None and cleared is not None and clear_t0 is not None:
+                    rule_floor.append(max(f, float(clear_t0[i, 0])))
+                    silent.append(int(cleared[i]))
+                else:
+                    rule_floor.append(max(f, latch.at) if latch is not None else f)
+                    silent.append(0)
             begun = np.maximum(np.maximum(use_start, floor_c), _col(rule_floor))
-            rows.ok &= (t - begun < _col(window)).all(axis=1)
+            fire = ~(t - begun < _col(window)) & (np.arange(m) >= np.array(silent)[:, None])
+            rows.ok &= ~fire.any(axis=1)
 
 
 def _routine(rows: _Rows) -> None:
@@ -357,6 +371,8 @@ def _routine(rows: _Rows) -> None:
     fired_q = _col([_nan(meter.logic.routine.fired_q) for meter in ms])
     enabled = np.array([meter.view.settings.routine_enabled for meter in ms])[:, None]
     check = ~(gap < rc.min_gap_min * 60) & ~(rows.q <= fired_q) & enabled
+    if rows.cleared is not None:  # a fired flat rule has raised the stretch (MeterLogic: raised)
+        check &= np.arange(rows.m) >= rows.cleared[:, None]
     asking = np.flatnonzero(check.any(axis=1) & rows.ok).tolist()
     if not asking:
         return
@@ -503,6 +519,11 @@ def _commit(rows: _Rows) -> None:
     q_end, total_end, covered_end = rows.q[keep, -1].tolist(), rows.totals[keep, -1].tolist(), covered[:, -1].tolist()
     has_use = (j >= 0).tolist()
     days = [rows.days[k] for k in picked]
+    if rows.cleared is not None:
+        clear_at = np.take_along_axis(t0, np.minimum(rows.cleared[keep], m - 1)[:, None], axis=1)[:, 0].tolist()
+        for meter, k, at, cleared in zip(meters, picked, clear_at, rows.cleared[keep].tolist(), strict=True):
+            if rows.waiting[k] and cleared < m:
+                meter.logic.clear_fired(at)
     for i, meter in enumerate(meters):
         logic = meter.logic
         ledger, routine = logic.ledger, logic.routine

@@ -26,7 +26,7 @@ import pytest
 
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period, QuietWindow
 from detectors.meter_batch import BATCH_MIN
-from detectors.testing import PROFILES, Resident, meter_samples
+from detectors.testing import PROFILES, Resident, hours_to_dt, meter_samples
 from schemas.findings import Finding
 from schemas.kinds import AlertKind, DeviceType
 from schemas.records import DeviceInfo, MeterSample, Record, StatusReport
@@ -244,6 +244,20 @@ def test_a_fall_fires_the_backstop_and_the_routine_inside_a_daily_batch() -> Non
     pair = run(day_of(uses, WARM_D + 3), [96])
     assert {"backstop:flat_12h", "routine"} <= pair.kinds()
     assert pair.fast.batch_readings > pair.readings * 0.8
+
+
+def test_after_the_backstop_fired_the_days_without_water_and_the_first_use_go_in_bulk() -> None:
+    # A fall after the evening wash: the routine fires at 08:15, the backstop at 09:30 (its latch waits
+    # for the next use). Two and a half days on the floor, then water again (found, or home from an
+    # unannounced trip): the quiet days and the day water resumes go in bulk, latch and all.
+    fall_h = (WARM_D + 1) * 24 + 22.0
+    uses = [u for u in regular(WARM_D + 5) if not fall_h <= u[0] < fall_h + 60]
+    pair = run(day_of(uses, WARM_D + 5), [96])
+    fell = hours_to_dt(fall_h)
+    raised = [f.detector for f in pair.findings if f.detected_at > fell and f.detector != "health_offline"]
+    assert raised == ["routine", "backstop:flat_12h"]
+    # Per reading: each upload's first (the meter comes back online) and the readings where the two fired.
+    assert pair.readings - pair.fast.batch_readings < 40
 
 
 def test_hourly_batches_crossing_local_midnight() -> None:

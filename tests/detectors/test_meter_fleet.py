@@ -14,9 +14,10 @@ from dataclasses import replace
 import pytest
 
 from detectors import Engine, HouseholdSettings, meter_fleet
+from detectors.testing import PROFILES, Resident
 from schemas.kinds import DeviceType
 from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record, StatusReport
-from tests.detectors.test_meter_batch import SUITE, WARM_D, _state, scenario
+from tests.detectors.test_meter_batch import SUITE, WARM_D, _state, day_of, scenario, uploads
 
 
 def fleet_calls(seeds: range) -> tuple[list[DeviceInfo], dict[str, HouseholdSettings], list[list[Record]]]:
@@ -73,3 +74,35 @@ def test_many_meters_per_call_match_the_per_reading_path(
     # The fleet path carried most of the readings (the rest: hourly uploads below BATCH_MIN, and
     # days where something fires, which meter_batch and the per-reading path took).
     assert fast.fleet_readings > readings * 0.5, (fast.fleet_readings, readings)
+
+
+def test_meters_whose_backstop_fired_stay_on_the_fleet_path_until_and_after_water_resumes() -> None:
+    # Eight residents fall in the evening (the backstop fires next morning and waits for a use), lie
+    # two and a half days, then use water again; daily uploads, all meters in every call.
+    devices, per_meter = [], []
+    for k in range(8):
+        fall_h = (WARM_D + 1) * 24 + 19.0 + k * 0.5
+        resident = Resident("h1", "m1", PROFILES["regular" if k % 2 else "weekend"], 100 + k)
+        uses = [u for u in resident.uses(WARM_D + 6) if not fall_h <= u[0] < fall_h + 60]
+        device = DeviceInfo(f"m{k}", DeviceType.WATER_METER, f"h{k}", 900)
+        devices.append(device)
+        samples = [
+            replace(s, device_id=device.device_id, household_id=device.household_id) for s in day_of(uses, WARM_D + 5)
+        ]
+        per_meter.append(uploads(samples, [96]))
+    ref, fast = Engine(SUITE, batch_path=False), Engine(SUITE)
+    for engine in (ref, fast):
+        for device in devices:
+            engine.upsert_device(device)
+    detectors: list[str] = []
+    for day in range(len(per_meter[0])):
+        call: list[Record] = [s for batches in per_meter for s in batches[day]]
+        found = ref.process(call)
+        assert fast.process(call) == found
+        assert _state(fast) == _state(ref)
+        assert fast.snapshots() == ref.snapshots()
+        detectors += [f.detector for f in found]
+    assert detectors.count("backstop:flat_12h") >= 8
+    # Off the fleet path: each day's first reading (the meter was offline since yesterday's upload) and
+    # the days where the routine or the backstop fired. The quiet days and the days water resumed stay on.
+    assert fast.fleet_readings > 0.9 * sum(map(len, (b for batches in per_meter for b in batches)))
