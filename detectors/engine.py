@@ -206,10 +206,7 @@ class Engine:
         for device_id, recs in by_device.items():
             start = applied.get(device_id, 0)
             if start == len(recs):
-                self._dirty[DEV].add(device_id)
-                self._dirty[HH].add(self._devices[device_id].household_id)
-                self._schedule_device(device_id)
-                continue
+                continue  # done by _apply_fleet
             recs.sort(key=_device_time)
             # Looked up once per device and call, not per record (this is the per-reading path).
             device = self._devices.get(device_id) or self._infer_device(recs[0])
@@ -226,8 +223,9 @@ class Engine:
 
     def _apply_fleet(self, by_device: dict[str, list[Record]]) -> dict[str, int]:
         """Apply the uneventful local days of every meter's upload in this call at once
-        (:mod:`detectors.meter_fleet`); how many readings of each were applied."""
-        meters: list[tuple[str, MeterLogic, list[Record], HouseholdView]] = []
+        (:mod:`detectors.meter_fleet`); how many readings of each were applied. A meter whose upload was
+        applied whole is done here (state marked changed, silence timer moved)."""
+        meters: list[tuple[str, MeterLogic, list[Record], HouseholdView, DeviceHealth]] = []
         # A household with other records in this call is left to the device-by-device order: a Last
         # Will names the household's devices heard lately, so the order of hearing them matters there
         # (apply_fleet adds the households of meters with a status report in the call).
@@ -238,21 +236,23 @@ class Engine:
                 continue
             logic, health = self._logic[device_id], self._health[device_id]
             if isinstance(logic, MeterLogic) and len(recs) >= BATCH_MIN and health.offline_since is None:
-                meters.append((device_id, logic, recs, self._household(device.household_id).view))
+                meters.append((device_id, logic, recs, self._household(device.household_id).view, health))
             elif not isinstance(logic, MeterLogic) or set(map(type, recs)) != {MeterSample}:
                 others.add(device.household_id)
         if not meters:
             return {}
         applied: dict[str, int] = {}
-        for (device_id, _, recs, _), (done, latest) in zip(
-            meters, apply_fleet([(logic, recs, view) for _, logic, recs, view in meters], others), strict=True
-        ):
+        dirty_devices, dirty_households = self._dirty[DEV], self._dirty[HH]
+        results = apply_fleet([(logic, recs, view) for _, logic, recs, view, _ in meters], others)
+        for (device_id, logic, recs, _, health), (done, latest) in zip(meters, results, strict=True):
             if done:
-                self._heard_in_bulk(
-                    self._health[device_id], latest if latest is not None else _latest(recs[:done]), done
-                )
+                self._heard_in_bulk(health, latest if latest is not None else _latest(recs[:done]), done)
                 self.fleet_readings += done
                 applied[device_id] = done
+                if done == len(recs):
+                    dirty_devices.add(device_id)
+                    dirty_households.add(logic.device.household_id)
+                    self._schedule(DEV, device_id, health.next_timer())
         return applied
 
     def _apply_bulk(

@@ -521,9 +521,9 @@ def _commit(rows: _Rows) -> None:
     days = [rows.days[k] for k in picked]
     if rows.cleared is not None:
         clear_at = np.take_along_axis(t0, np.minimum(rows.cleared[keep], m - 1)[:, None], axis=1)[:, 0].tolist()
-        for meter, k, at, cleared in zip(meters, picked, clear_at, rows.cleared[keep].tolist(), strict=True):
+        for meter, k, use_start, cleared in zip(meters, picked, clear_at, rows.cleared[keep].tolist(), strict=True):
             if rows.waiting[k] and cleared < m:
-                meter.logic.clear_fired(at)
+                meter.logic.clear_fired(use_start)
     for i, meter in enumerate(meters):
         logic = meter.logic
         ledger, routine = logic.ledger, logic.routine
