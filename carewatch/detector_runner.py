@@ -215,7 +215,7 @@ class DetectorRunner:
         # so events and status reports are evaluated and committed before the readings of the round.
         urgent = [record for record in records if not isinstance(record, MeterSample)]
         bulk = [record for record in records if isinstance(record, MeterSample)] if urgent else records
-        # Per device, not per record: a round holds up to 20,000 readings.
+        # Per device, not per record: a round holds up to ~10,000 readings.
         heard = _latest_by_device(records)
         self._learn_devices(conn, heard.keys())
         if urgent:
