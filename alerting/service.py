@@ -98,8 +98,12 @@ def _apply_finding(conn: psycopg.Connection, finding: Finding, now: datetime, co
         return _apply_finding(conn, finding, now, config)
     raised = finding.severity.rank > Severity(existing.severity).rank
     severity = finding.severity if raised else Severity(existing.severity)
-    store.add_occurrence(conn, existing.alert_id, now, severity.value, finding.evidence if raised else None)
+    occurrence = store.add_occurrence(
+        conn, existing.alert_id, now, severity.value, finding.evidence if raised else None
+    )
     store.add_timeline(conn, existing.alert_id, now, finding.detector, "occurrence", finding.evidence)
+    if finding.notify_again and not (raised and existing.status in {"open", "notified"}):
+        _notify_again(conn, existing, occurrence, now, config)
     if raised and existing.status in {"open", "notified"}:
         store.add_timeline(
             conn,
@@ -115,6 +119,31 @@ def _apply_finding(conn: psycopg.Connection, finding: Finding, now: datetime, co
     return existing.alert_id
 
 
+def _notify_again(
+    conn: psycopg.Connection, alert: store.AlertRow, occurrence: int, now: datetime, config: AlertingConfig
+) -> None:
+    """A repeat that is news (an sos pressed again, a smoke alarm sounding again after a quiet spell):
+    while unclaimed, the people of the current step are told again, without restarting the wait for
+    the next step; once claimed, the caregiver who owns it is told."""
+    if alert.status in {"open", "notified"}:
+        _notify_step(
+            conn, alert, alert.escalation_level, NotificationReason.REPEATED, now, config,
+            occurrence=occurrence, restart_wait=False,
+        )  # fmt: skip
+        return
+    if alert.status != "claimed" or alert.claimed_by is None:
+        return
+    owner = alert.claimed_by
+    sent = False
+    for caregiver_id, channel in store.notified_channels(conn, alert.alert_id):
+        if caregiver_id == owner:
+            key = f"alert-{alert.alert_id}-{NotificationReason.REPEATED.value}-{occurrence}-{owner}"
+            _enqueue(conn, alert, owner, channel, key, NotificationReason.REPEATED, alert.escalation_level, now, config)
+            sent = True
+    if sent:
+        store.add_timeline(conn, alert.alert_id, now, SYSTEM_ACTOR, "notify", f"repeated: {owner}")
+
+
 def _notify_step(
     conn: psycopg.Connection,
     alert: store.AlertRow,
@@ -122,8 +151,14 @@ def _notify_step(
     reason: NotificationReason,
     now: datetime,
     config: AlertingConfig,
+    *,
+    occurrence: int | None = None,
+    restart_wait: bool = True,
 ) -> None:
-    """Enqueue notifications for the policy step ``level``; skip ahead past steps with nobody in them."""
+    """Enqueue notifications for the policy step ``level``; skip ahead past steps with nobody in them.
+
+    ``occurrence`` makes the notifications distinct from earlier ones of the same step (a repeat);
+    ``restart_wait`` False keeps the wait for the next step as it was."""
     severity = Severity(alert.severity)
     policy = config.policy
     while True:
@@ -166,6 +201,8 @@ def _notify_step(
         not_before = policy.not_before(severity, now, contact.timezone, hours)
         for channel in channels:
             key = f"alert-{alert.alert_id}-{reason.value}-{level}-{alert.severity}-{contact.caregiver_id}"
+            if occurrence is not None:
+                key = f"alert-{alert.alert_id}-{reason.value}-{occurrence}-{level}-{contact.caregiver_id}"
             _enqueue(conn, alert, contact.caregiver_id, channel, key, reason, level, now, config, not_before)
         sent_to.append(
             contact.caregiver_id if not_before == now else f"{contact.caregiver_id} (from {not_before:%H:%MZ})"
@@ -179,7 +216,8 @@ def _notify_step(
             "notify",
             f"step {level} ({reason.value}): {', '.join(sent_to)}",
         )
-    store.set_escalation(conn, alert.alert_id, level, policy.next_due(severity, level, now))
+    if restart_wait or level != alert.escalation_level:
+        store.set_escalation(conn, alert.alert_id, level, policy.next_due(severity, level, now))
 
 
 def _has_address(contact: store.Contact, channel: str) -> bool:

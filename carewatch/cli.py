@@ -39,7 +39,7 @@ def _require(value: str | None, name: str) -> str:
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from storage import migrate
 
-    mode = migrate(_require(settings.database_url, "CAREWATCH_DATABASE_URL"))
+    mode = migrate(_require(settings.database_url, "CAREWATCH_DATABASE_URL"), create_database=True)
     print(f"migrated; storage mode: {mode.value}")
     return 0
 
@@ -57,7 +57,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     database_url = _require(settings.database_url, "CAREWATCH_DATABASE_URL")
     mqtt_url = _require(settings.mqtt_url, "CAREWATCH_MQTT_URL")
-    migrate(database_url)
+    migrate(database_url, create_database=True)
     pipeline = Pipeline(settings=settings, mqtt_url=mqtt_url, database_url=database_url, serve_api=not args.no_api)
     pipeline.start()
     if not args.no_api:

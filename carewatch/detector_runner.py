@@ -28,6 +28,7 @@ from schemas.findings import Finding
 from schemas.intake import Accepted
 from schemas.records import MeterSample, Record
 from storage import detector_state
+from storage.alerts import closed_since
 from storage.devices import active_devices, get_devices, record_last_seen
 from storage.registry import household_settings
 from storage.replay import load_records_received_since
@@ -44,6 +45,14 @@ UPLOADS_PER_ROUND = 200
 READINGS_PER_ROUND = 10_000
 MAX_PENDING_READINGS = 200_000
 REPLAY_MARGIN = timedelta(minutes=2)
+# Resolved alerts are read back from a little before the last look: a resolution committed late (its
+# resolved_at older than one seen) is not missed; applying one twice changes nothing.
+CLOSURE_MARGIN = timedelta(minutes=2)
+# A runner that has never read closures (a new install, or state from before closures existed) reads
+# this far back from its watermark once: latches of alerts resolved before then are old enough to
+# have ended by water use or by the next alert.
+FIRST_CLOSURE_LOOKBACK = timedelta(days=30)
+CLOSURES_PER_READ = 5_000
 _device_id = attrgetter("device_id")
 _received_at = attrgetter("received_at")
 
@@ -116,6 +125,8 @@ class DetectorRunner:
         self._known: set[str] = set()
         self._last_seen: dict[str, datetime] = {}
         self._watermark: datetime | None = None
+        # Resolved alerts are read from here on (see _apply_closures).
+        self._closures_from: datetime | None = None
         self.findings_total = 0
         self.errors_total = 0
 
@@ -175,6 +186,7 @@ class DetectorRunner:
                         self._round(conn, bulk, tick=False)
                     if now_mono - last_tick >= self._tick_s:
                         last_tick = now_mono
+                        self._apply_closures(conn)
                         self._round(conn, [], tick=True)
                         self._flush_last_seen(conn)
                     if now_mono - last_refresh >= self._refresh_every_s:
@@ -253,6 +265,27 @@ class DetectorRunner:
         if changed:
             self._on_alerts(changed)
 
+    def _apply_closures(self, conn: psycopg.Connection) -> None:
+        """End the detector latches of alerts resolved since the last look (a resolved alert must not
+        leave a latch that hides the next incident; ``Engine.alert_closed``)."""
+        engine = self._engine
+        assert engine is not None  # noqa: S101
+        if self._closures_from is None:
+            since = (self._watermark or self._clock()) - FIRST_CLOSURE_LOOKBACK
+        else:
+            since = self._closures_from - CLOSURE_MARGIN
+        newest = self._closures_from or self._clock()
+        while True:
+            closures = closed_since(conn, since, limit=CLOSURES_PER_READ)
+            for closure in closures:
+                engine.alert_closed(closure)
+            if closures:
+                newest = max(newest, closures[-1].closed_at)
+            if len(closures) < CLOSURES_PER_READ or closures[-1].closed_at == since:
+                break
+            since = closures[-1].closed_at
+        self._closures_from = newest
+
     def _flush_last_seen(self, conn: psycopg.Connection) -> None:
         """Device health for the API, written in one statement every few seconds, not per round."""
         if not self._last_seen:
@@ -294,8 +327,11 @@ class DetectorRunner:
         self._refresh_registry(conn)
         raw_watermark = runner_state.get("watermark")
         self._watermark = datetime.fromisoformat(raw_watermark) if raw_watermark else None
+        raw_closures = runner_state.get("closures_from")
+        self._closures_from = datetime.fromisoformat(raw_closures) if raw_closures else None
         log.info("detectors restored %d snapshot(s)", len(snapshots))
         self._replay_since_watermark(conn)
+        self._apply_closures(conn)
 
     def _replay_since_watermark(self, conn: psycopg.Connection) -> None:
         if self._watermark is None:
@@ -310,8 +346,13 @@ class DetectorRunner:
         if engine is None:
             return
         snapshots = dict(engine.snapshots())
+        runner_state: dict[str, str] = {}
         if self._watermark is not None:
-            snapshots[WATERMARK_KEY] = {"watermark": self._watermark.isoformat()}
+            runner_state["watermark"] = self._watermark.isoformat()
+        if self._closures_from is not None:
+            runner_state["closures_from"] = self._closures_from.isoformat()
+        if runner_state:
+            snapshots[WATERMARK_KEY] = runner_state
         with conn.transaction():
             detector_state.save_snapshots(conn, snapshots, self._clock())
 

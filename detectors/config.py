@@ -128,8 +128,13 @@ class EventConfig:
     """Smoke alarm and call button event handling."""
 
     cancel_window_s: float = 120.0
-    # Repeated presses/alarms inside this window are one occurrence (bouncing button, chirping alarm).
+    # Presses inside this window of the last counted press are one press (a bouncing or held button):
+    # they attach to the open alert without notifying again. They never stop a new alert once the
+    # earlier one is resolved (alerting decides that, from the alert's state).
     debounce_s: float = 60.0
+    # A smoke alarm that repeats ``alarm`` after this long without one is sounding again: its
+    # occurrence notifies again (or opens a new alert if the first one is resolved).
+    alarm_quiet_s: float = 30 * 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ Contract (what the runner, the backtest and the tests call)::
     engine.set_household(household_id, settings)       # thresholds, away periods, quiet windows
     findings = engine.process(records)                 # committed records, commit order
     findings = engine.tick(now)                        # processing-time ticker
+    engine.alert_closed(closure)                       # an alert was resolved: its latches end
     engine.next_timer() -> datetime | None             # when tick() next has something to do
     engine.snapshots() -> {key: JSON state}            # keys changed since the previous call
 
@@ -49,8 +50,8 @@ from detectors.held import HeldFindings
 from detectors.meter import MeterLogic
 from detectors.meter_batch import BATCH_MIN, apply_prefix
 from detectors.meter_fleet import apply_fleet
-from schemas.findings import Finding
-from schemas.kinds import DeviceType
+from schemas.findings import AlertClosure, Finding
+from schemas.kinds import AlertKind, DeviceType
 from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record, StatusReport
 
 SNAPSHOT_VERSION = 1
@@ -187,6 +188,24 @@ class Engine:
 
     def set_household(self, household_id: str, settings: HouseholdSettings) -> None:
         self._household(household_id).view = HouseholdView(settings)
+
+    def alert_closed(self, closure: AlertClosure) -> None:
+        """An alert of the household was resolved: drop the latches that raised it, so they cannot hide
+        the next incident (docs/detectors.md lists every latch and what ends it). Idempotent: applying a
+        closure again changes nothing, so the runner may re-read closures after a restart."""
+        household = self._households.get(closure.household_id)
+        if household is None:
+            return
+        t = epoch(closure.closed_at)
+        for device_id in household.devices:
+            logic = self._logic.get(device_id)
+            if closure.kind is AlertKind.INACTIVITY and isinstance(logic, MeterLogic):
+                logic.rearm(t)
+            elif closure.kind is AlertKind.MAINTENANCE and isinstance(logic, SmokeLogic):
+                logic.close_maintenance()
+            else:
+                continue
+            self._dirty[DEV].add(device_id)
 
     # Records -------------------------------------------------------------------------------------
     def process(self, records: Sequence[Record]) -> list[Finding]:

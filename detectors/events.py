@@ -1,20 +1,30 @@
 """Event detectors: the smoke alarm and the one-touch call button.
 
-Both are small state machines over discrete device events, evaluated in device time:
+Both are small state machines over discrete device events, evaluated in device time. They never decide
+whether an alert is open: every ``alarm`` and every ``sos`` is raised, and alerting attaches it to the
+household's open alert of that kind as an occurrence (the timeline shows it) or, when that alert is
+resolved, opens a new one. So no latch kept here can silence a later fire or press (issue: a resolved
+alert must never leave a latch that hides the next incident; docs/detectors.md lists every latch).
+What the state here decides is whether an occurrence is *news* (``Finding.notify_again``).
 
 Smoke alarm (EN 14604 / GB 20517 semantics)
-    ``alarm`` raises a critical SMOKE finding at once. The alarm stays *active* until ``alarm_cleared``:
-    ``hush`` only silences the sounder, so it annotates the alert and never closes it; a repeated
-    ``alarm`` while active is the same fire and is not raised again. ``alarm_cleared`` annotates (a
-    person still closes the alert). ``test`` is remembered (last test time) but raises nothing.
-    ``low_battery``, ``fault`` and ``tamper`` raise low-severity MAINTENANCE once until cleared
-    (``tamper_cleared``; a later ``test`` shows the unit works again and clears fault and battery).
+    ``alarm`` raises a critical SMOKE finding at once. The alarm is *sounding* from its first ``alarm``
+    until ``alarm_cleared`` or until ``alarm_quiet_s`` (30 min) pass without a repeat: repeats while it
+    sounds are occurrences of the same fire (no new notification); an ``alarm`` after it stopped is the
+    alarm sounding again and notifies again. ``hush`` only silences the sounder, so it annotates the
+    alert and never closes it; ``alarm_cleared`` annotates (a person still closes the alert). ``test``
+    is remembered (last test time) but raises nothing. ``low_battery``, ``fault`` and ``tamper`` raise
+    low-severity MAINTENANCE once until cleared (``tamper_cleared``; a later ``test`` shows the unit
+    works again and clears fault and battery; the maintenance alert being resolved clears them too,
+    see ``alert_closed``).
 
 Call button (为老服务一键通)
-    ``sos`` raises a critical SOS finding; presses within ``debounce_s`` of each other are one press.
-    ``cancel`` within ``cancel_window_s`` of the press annotates the alert as a likely accidental press;
-    a later cancel annotates without that judgement. Neither closes the alert: a person confirms.
-    ``service_request`` raises a normal SERVICE_REQUEST (a task for the care team, not an emergency).
+    ``sos`` raises a critical SOS finding; a press within ``debounce_s`` of the last counted press is the
+    same press (bounced or held) and does not notify again, a later one does. ``cancel`` within
+    ``cancel_window_s`` of the press annotates the alert as a likely accidental press; a later cancel
+    annotates without that judgement. Neither closes the alert: a person confirms.
+    ``service_request`` raises a normal SERVICE_REQUEST (a task for the care team, not an emergency),
+    debounced like ``sos``.
 
 Away and hospital periods never suppress these: a press or a fire is always somebody's emergency.
 """
@@ -47,6 +57,7 @@ def finding(
     action: FindingAction = FindingAction.RAISE,
     severity: Severity | None = None,
     details: dict[str, Any] | None = None,
+    notify_again: bool = False,
 ) -> Finding:
     """A finding about ``device``'s household with the kind's default severity unless given."""
     return Finding(
@@ -60,19 +71,22 @@ def finding(
         detector=detector,
         action=action,
         details=details or {},
+        notify_again=notify_again,
     )
 
 
 class SmokeLogic:
-    """Per smoke alarm state: is an alarm active, which maintenance notices are open."""
+    """Per smoke alarm state: since when it sounds, its last ``alarm``, which maintenance notices are open."""
 
-    __slots__ = ("alarm_since", "cfg", "device", "last_test", "open_maintenance")
+    __slots__ = ("alarm_since", "cfg", "device", "last_alarm", "last_test", "open_maintenance")
 
     def __init__(self, device: DeviceInfo, cfg: EventConfig, state: dict[str, Any] | None = None) -> None:
         self.device = device
         self.cfg = cfg
         state = state or {}
         self.alarm_since: float | None = state.get("alarm_since")
+        # Snapshots before this field: the alarm's start is its last known ``alarm``.
+        self.last_alarm: float | None = state.get("last_alarm", self.alarm_since)
         self.last_test: float | None = state.get("last_test")
         self.open_maintenance: list[str] = list(state.get("maint", []))
 
@@ -80,26 +94,31 @@ class SmokeLogic:
         found = self._judge(event.kind, epoch(event.ts), epoch(event.received_at), view)
         return [found] if found is not None else []
 
+    def sounding(self, t: float) -> bool:
+        """Is the alarm still sounding at ``t``: an ``alarm`` without ``alarm_cleared`` and not quiet since."""
+        last = self.last_alarm
+        return self.alarm_since is not None and last is not None and t - last < self.cfg.alarm_quiet_s
+
     def _judge(self, kind: str, t: float, now: float, view: HouseholdView) -> Finding | None:
-        dev, since = self.device, self.alarm_since
-        if kind == "alarm" and since is None:
-            self.alarm_since = t
-            text = f"smoke alarm sounding since {view.fmt(t, now)}: treat as a fire until a person has checked"
-            return finding(dev, AlertKind.SMOKE, at=t, detected_at=now, detector="smoke", evidence=text)
-        if kind == "hush" and since is not None:
+        dev = self.device
+        if kind == "alarm":
+            return self._alarm(t, now, view)
+        since = self.alarm_since
+        if kind == "hush":
             text = f"alarm hushed at {view.fmt(t, now)}: silenced only, the alarm is not cleared"
             return finding(
-                dev, AlertKind.SMOKE, at=since, detected_at=now, detector="smoke",
+                dev, AlertKind.SMOKE, at=since if since is not None else t, detected_at=now, detector="smoke",
                 action=FindingAction.ANNOTATE, evidence=text,
             )  # fmt: skip
-        if kind == "alarm_cleared" and since is not None:
+        if kind == "alarm_cleared":
             self.alarm_since = None
+            start = since if since is not None else t
             text = (
-                f"alarm stopped at {view.fmt(t, now)} after {hours(t - since)}: "
+                f"alarm stopped at {view.fmt(t, now)} after {hours(t - start)}: "
                 "a person must still confirm the home is safe"
             )
             return finding(
-                dev, AlertKind.SMOKE, at=since, detected_at=now, detector="smoke",
+                dev, AlertKind.SMOKE, at=start, detected_at=now, detector="smoke",
                 action=FindingAction.ANNOTATE, evidence=text, details={"cleared_at": to_dt(t).isoformat()},
             )  # fmt: skip
         if kind == "test":
@@ -114,11 +133,39 @@ class SmokeLogic:
             )  # fmt: skip
         elif kind == "tamper_cleared" and "tamper" in self.open_maintenance:
             self.open_maintenance.remove("tamper")
-        # A repeated alarm while one is active is the same fire: nothing new to raise.
         return None
 
+    def _alarm(self, t: float, now: float, view: HouseholdView) -> Finding:
+        """Every ``alarm`` is raised: alerting attaches it to the open SMOKE alert or, when that one is
+        resolved, opens a new alert. A repeat while the alarm sounds is the same fire (no new
+        notification); an alarm after ``alarm_cleared`` or a quiet spell sounds again and is news."""
+        repeat = self.sounding(t)
+        if not repeat:
+            self.alarm_since = t
+        since = self.alarm_since if self.alarm_since is not None else t
+        self.last_alarm = t if self.last_alarm is None else max(self.last_alarm, t)
+        text = (
+            f"smoke alarm still sounding at {view.fmt(t, now)} (since {view.fmt(since, now)})"
+            if repeat
+            else f"smoke alarm sounding since {view.fmt(t, now)}: treat as a fire until a person has checked"
+        )
+        return finding(
+            self.device, AlertKind.SMOKE, at=t, detected_at=now, detector="smoke", evidence=text,
+            details={"alarm_since": to_dt(since).isoformat(), "repeat": repeat}, notify_again=not repeat,
+        )  # fmt: skip
+
+    def close_maintenance(self) -> None:
+        """The household's maintenance alert was resolved: the notices it carried are over; the next
+        ``low_battery``/``fault``/``tamper`` raises again."""
+        self.open_maintenance = []
+
     def snapshot(self) -> dict[str, Any]:
-        return {"alarm_since": self.alarm_since, "last_test": self.last_test, "maint": list(self.open_maintenance)}
+        return {
+            "alarm_since": self.alarm_since,
+            "last_alarm": self.last_alarm,
+            "last_test": self.last_test,
+            "maint": list(self.open_maintenance),
+        }
 
 
 class CallLogic:
@@ -145,12 +192,21 @@ class CallLogic:
             found = self._request(t, now, note, event.note, view)
         return [found] if found is not None else []
 
-    def _sos(self, t: float, now: float, note: str, view: HouseholdView) -> Finding | None:
-        if self.last_sos is not None and 0 <= t - self.last_sos < self.cfg.debounce_s:
-            return None  # one press, bounced or held down
-        self.last_sos = t
-        text = f"emergency button pressed at {view.fmt(t, now)}{note}: call the resident now"
-        return finding(self.device, AlertKind.SOS, at=t, detected_at=now, detector="call_sos", evidence=text)
+    def _sos(self, t: float, now: float, note: str, view: HouseholdView) -> Finding:
+        # Every press is raised (alerting attaches it to the open SOS alert, or opens a new one when
+        # that is resolved); one within the debounce of the last counted press is the same press.
+        bounced = self.last_sos is not None and 0 <= t - self.last_sos < self.cfg.debounce_s
+        if not bounced:
+            self.last_sos = t if self.last_sos is None else max(self.last_sos, t)
+        text = (
+            f"emergency button pressed again at {view.fmt(t, now)}{note}"
+            if bounced
+            else f"emergency button pressed at {view.fmt(t, now)}{note}: call the resident now"
+        )
+        return finding(
+            self.device, AlertKind.SOS, at=t, detected_at=now, detector="call_sos", evidence=text,
+            details={"repeat": True} if bounced else {}, notify_again=not bounced,
+        )  # fmt: skip
 
     def _cancel(self, t: float, now: float) -> Finding | None:
         if self.last_sos is None or t < self.last_sos:
@@ -169,14 +225,17 @@ class CallLogic:
             details={"likely_accidental": accidental, "cancel_after_s": round(after, 1)},
         )  # fmt: skip
 
-    def _request(self, t: float, now: float, note: str, raw: str | None, view: HouseholdView) -> Finding | None:
-        if self.last_request is not None and 0 <= t - self.last_request < self.cfg.debounce_s:
-            return None
-        self.last_request = t
+    def _request(self, t: float, now: float, note: str, raw: str | None, view: HouseholdView) -> Finding:
+        bounced = self.last_request is not None and 0 <= t - self.last_request < self.cfg.debounce_s
+        if not bounced:
+            self.last_request = t if self.last_request is None else max(self.last_request, t)
+        details: dict[str, Any] = {"note": raw} if raw else {}
+        if bounced:
+            details["repeat"] = True
         return finding(
             self.device, AlertKind.SERVICE_REQUEST, at=t, detected_at=now, detector="call_service",
             evidence=f"service request at {view.fmt(t, now)}{note}: not urgent, contact the resident",
-            details={"note": raw} if raw else {},
+            details=details, notify_again=not bounced,
         )  # fmt: skip
 
     def snapshot(self) -> dict[str, Any]:

@@ -317,6 +317,21 @@ class MeterLogic:
             if latch.reg is not None:
                 self._set_latch(RuleLatch(latch.name, None, use_t0))
 
+    def rearm(self, closed_at: float) -> None:
+        """An inactivity alert of this home was resolved at ``closed_at`` (a person saw the resident, or
+        the resident answered): every flat rule counts its window afresh from then (from the next use if
+        that is later), so twelve more hours without water raise again; the routine stays silent for the
+        stretch the alert was about (the backstop's new window bounds that)."""
+        for rule in self.cfg.flat_rules:
+            if not rule.enabled:
+                continue
+            latch = self._latch(rule.name)
+            # A latch that fired for a stretch begun after this closure belongs to a later alert.
+            if latch is None or latch.at < closed_at:
+                self._set_latch(RuleLatch(rule.name, None, closed_at))
+        routine = self.routine
+        routine.fired_q = closed_at if routine.fired_q is None else max(routine.fired_q, closed_at)
+
     # Timers and snapshot -------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {

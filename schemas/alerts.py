@@ -16,6 +16,8 @@ class NotificationReason(StrEnum):
     ESCALATED = "escalated"
     SEVERITY_RAISED = "severity_raised"
     CLAIMED_BY_OTHER = "claimed_by_other"
+    # The same alert again, and it is news: an sos pressed again, a smoke alarm sounding again.
+    REPEATED = "repeated"
 
 
 class AlertNotification(BaseModel):

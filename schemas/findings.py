@@ -36,3 +36,18 @@ class Finding:
     detector: str
     action: FindingAction = FindingAction.RAISE
     details: dict[str, Any] = field(default_factory=dict)
+    # For a RAISE that lands on an alert already open (an occurrence): tell people again. A new sos
+    # press or a smoke alarm sounding again after a quiet spell is news; a bounced press is not.
+    # A RAISE with no open alert always opens a new alert and notifies, whatever this says.
+    notify_again: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlertClosure:
+    """An alert was resolved (by a person, or by the resident answering a check-in). Detectors drop the
+    latches that raised it (``Engine.alert_closed``), so a resolved alert cannot hide the next incident."""
+
+    household_id: str
+    kind: AlertKind
+    device_id: str | None
+    closed_at: datetime

@@ -11,7 +11,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from schemas.findings import Finding
+from schemas.findings import AlertClosure, Finding
+from schemas.kinds import AlertKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +75,14 @@ def lock_alert(conn: psycopg.Connection, alert_id: int) -> AlertRow | None:
     return _row(row) if row else None
 
 
-def add_occurrence(conn: psycopg.Connection, alert_id: int, now: datetime, severity: str, evidence: str | None) -> None:
-    conn.execute(
+def add_occurrence(conn: psycopg.Connection, alert_id: int, now: datetime, severity: str, evidence: str | None) -> int:
+    """Count one more occurrence; return the alert's occurrence count now."""
+    row = conn.execute(
         "UPDATE alerts SET occurrences = occurrences + 1, last_occurrence_at = %s, severity = %s,"
-        " evidence = coalesce(%s, evidence) WHERE alert_id = %s",
+        " evidence = coalesce(%s, evidence) WHERE alert_id = %s RETURNING occurrences",
         (now, severity, evidence, alert_id),
-    )
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def merge_details(conn: psycopg.Connection, alert_id: int, details: dict[str, Any]) -> None:
@@ -292,3 +295,14 @@ def on_care_plan(conn: psycopg.Connection, alert_id: int, caregiver_id: str) -> 
         (alert_id, caregiver_id),
     ).fetchone()
     return row is not None
+
+
+def closed_since(conn: psycopg.Connection, since: datetime, limit: int = 10_000) -> list[AlertClosure]:
+    """Alerts resolved at or after ``since``, oldest first (the detectors end the latches they came from)."""
+    rows = conn.execute(
+        "SELECT household_id, kind, device_id, resolved_at FROM alerts"
+        " WHERE resolved_at >= %s ORDER BY resolved_at, alert_id LIMIT %s",
+        (since, limit),
+    ).fetchall()
+    kinds = {kind.value for kind in AlertKind}
+    return [AlertClosure(row[0], AlertKind(row[1]), row[2], row[3]) for row in rows if row[1] in kinds]

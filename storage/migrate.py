@@ -18,6 +18,7 @@ from importlib import resources
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,34 @@ def _migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def migrate(conninfo: str, *, use_timescaledb: bool = True) -> StorageMode:
-    """Bring the database at ``conninfo`` to the newest schema; return the storage mode in use."""
+def ensure_database(conninfo: str) -> bool:
+    """Create the database ``conninfo`` names if the server has none by that name (a new operator's
+    first ``carewatch db migrate``); True if it was created. Needs the CREATEDB privilege then."""
+    try:
+        psycopg.connect(conninfo, connect_timeout=10).close()
+        return False
+    except psycopg.OperationalError as exc:
+        if getattr(exc, "sqlstate", None) != "3D000" and "does not exist" not in str(exc):
+            raise
+    dbname = conninfo_to_dict(conninfo).get("dbname")
+    if not dbname:
+        raise ValueError("the database URL names no database")
+    # The server's maintenance database, with the same host, port, user and password.
+    with psycopg.connect(make_conninfo(conninfo, dbname="postgres"), autocommit=True, connect_timeout=10) as admin:
+        try:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(dbname))))
+        except psycopg.errors.DuplicateDatabase:
+            return False  # another migrator created it a moment ago
+    log.info("created database %s", dbname)
+    return True
+
+
+def migrate(conninfo: str, *, use_timescaledb: bool = True, create_database: bool = False) -> StorageMode:
+    """Bring the database at ``conninfo`` to the newest schema; return the storage mode in use.
+
+    ``create_database``: create the database first if the server does not have it."""
+    if create_database:
+        ensure_database(conninfo)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:

@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 
 from detectors import DetectorSuiteConfig, Engine
+from schemas.findings import AlertClosure
 from schemas.kinds import AlertKind, Severity
-from tests.detectors.helpers import METER, at, readings
+from tests.detectors.helpers import HH, METER, at, readings
 
 CFG = DetectorSuiteConfig()
 CFG = replace(CFG, routine=replace(CFG.routine, enabled=False))
@@ -41,6 +42,20 @@ def test_backstop_clears_at_the_next_use_and_counts_again_from_there() -> None:
     later = list(readings(at(13.25), at(26), [(at(14), 3.0)]))
     found = [f for f in e.process(later) if f.kind is AlertKind.INACTIVITY]
     assert [(f.at, f.detected_at) for f in found] == [(at(13.75), at(25.75))]
+
+
+def test_a_resolved_inactivity_alert_counts_twelve_hours_afresh_from_the_resolution() -> None:
+    """The latch that waits for water must not outlive its alert: resolved at 14:00 while still no
+    water (say, nobody answered the door), the backstop raises again at 02:00, not never."""
+    e = engine()
+    assert len(e.process(list(readings(at(0), at(13))))) == 1
+    e.alert_closed(AlertClosure(HH, AlertKind.INACTIVITY, METER.device_id, at(14)))
+    e.alert_closed(AlertClosure(HH, AlertKind.INACTIVITY, METER.device_id, at(14)))  # read twice: no change
+    found = [f for f in e.process(list(readings(at(13.25), at(28)))) if f.kind is AlertKind.INACTIVITY]
+    assert [(f.at, f.detected_at) for f in found] == [(at(14), at(26))]
+    # An old resolution read again after the latch fired for a later stretch does not clear it.
+    e.alert_closed(AlertClosure(HH, AlertKind.INACTIVITY, METER.device_id, at(14)))
+    assert [f for f in e.process(list(readings(at(28.25), at(40)))) if f.kind is AlertKind.INACTIVITY] == []
 
 
 def test_standing_leak_is_one_low_notice_and_does_not_hide_a_fall() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period
-from schemas.findings import FindingAction
+from schemas.findings import AlertClosure, FindingAction
 from schemas.kinds import AlertKind, Severity
 from tests.detectors.helpers import BUTTON, HH, SMOKE, at, event
 
@@ -32,11 +32,18 @@ def test_sos_raises_critical_at_once_and_cancel_in_window_annotates() -> None:
 
 def test_cancel_after_window_is_not_accidental_and_bounce_is_one_press() -> None:
     e = engine()
-    assert len(e.process([event("sos", at(9)), event("sos", at(9) + timedelta(seconds=5), seq=2)])) == 1
+    first, bounce = e.process([event("sos", at(9)), event("sos", at(9) + timedelta(seconds=5), seq=2)])
+    # A bounce is raised too (alerting attaches it to the open alert, or opens a new one if that is
+    # resolved), but it is the same press: no news, no notification again.
+    assert (first.notify_again, first.details) == (True, {})
+    assert (bounce.action, bounce.notify_again, bounce.details) == (FindingAction.RAISE, False, {"repeat": True})
+    assert bounce.at == at(9) + timedelta(seconds=5)
     [late] = e.process([event("cancel", at(9) + timedelta(minutes=10), seq=3)])
     assert late.details["likely_accidental"] is False
-    # A second press well after the first is new information: raised again (alerting attaches it).
-    assert [f.kind for f in e.process([event("sos", at(10), seq=4)])] == [AlertKind.SOS]
+    assert late.at == at(9)  # the counted press, not the bounce
+    # A second press well after the first is new information: raised again, and news.
+    [again] = e.process([event("sos", at(10), seq=4)])
+    assert (again.kind, again.notify_again) == (AlertKind.SOS, True)
 
 
 def test_service_request_is_normal_task_with_note() -> None:
@@ -53,16 +60,31 @@ def test_smoke_alarm_hush_does_not_close_and_cleared_annotates() -> None:
     e = engine()
     [alarm] = e.process([event("alarm", at(2), device=SMOKE)])
     assert (alarm.kind, alarm.severity, alarm.action) == (AlertKind.SMOKE, Severity.CRITICAL, FindingAction.RAISE)
+    assert alarm.notify_again
     [hush] = e.process([event("hush", at(2.1), device=SMOKE, seq=2)])
     assert hush.action is FindingAction.ANNOTATE
     assert "not cleared" in hush.evidence
-    assert e.process([event("alarm", at(2.2), device=SMOKE, seq=3)]) == []  # same fire, still active
+    # The same fire, still sounding: an occurrence (raised, so a resolved alert cannot hide it), no news.
+    [repeat] = e.process([event("alarm", at(2.2), device=SMOKE, seq=3)])
+    assert (repeat.action, repeat.notify_again, repeat.details["repeat"]) == (FindingAction.RAISE, False, True)
     [cleared] = e.process([event("alarm_cleared", at(2.5), device=SMOKE, seq=4)])
     assert cleared.action is FindingAction.ANNOTATE
     assert cleared.at == at(2)
     [again] = e.process([event("alarm", at(5), device=SMOKE, seq=5)])
-    assert again.action is FindingAction.RAISE
+    assert (again.action, again.notify_again) == (FindingAction.RAISE, True)
     assert again.at == at(5)
+
+
+def test_smoke_alarm_sounding_again_after_a_quiet_spell_is_news_without_alarm_cleared() -> None:
+    """alarm_cleared is often lost (battery pulled, unit burnt): 30 quiet minutes end the alarm too."""
+    e = engine()
+    e.process([event("alarm", at(2), device=SMOKE)])
+    [repeat] = e.process([event("alarm", at(2) + timedelta(minutes=29), device=SMOKE, seq=2)])
+    assert not repeat.notify_again
+    # 29 min after the first, 30 min after the repeat: quiet long enough, sounding again.
+    [again] = e.process([event("alarm", at(2) + timedelta(minutes=59), device=SMOKE, seq=3)])
+    assert again.notify_again
+    assert again.details == {"alarm_since": (at(2) + timedelta(minutes=59)).isoformat(), "repeat": False}
 
 
 def test_smoke_test_is_silent_and_maintenance_is_low_once() -> None:
@@ -88,5 +110,15 @@ def test_restart_keeps_active_smoke_alarm() -> None:
     e = engine()
     e.process([event("alarm", at(2), device=SMOKE)])
     restored = Engine(DetectorSuiteConfig(), e.snapshots())
-    assert restored.process([event("alarm", at(2.2), device=SMOKE, seq=2)]) == []
+    [repeat] = restored.process([event("alarm", at(2.2), device=SMOKE, seq=2)])
+    assert not repeat.notify_again
     assert len(restored.process([event("alarm_cleared", at(3), device=SMOKE, seq=3)])) == 1
+
+
+def test_resolved_maintenance_alert_ends_the_smoke_alarms_notices() -> None:
+    e = engine()
+    assert len(e.process([event("low_battery", at(11), device=SMOKE)])) == 1
+    assert e.process([event("low_battery", at(12), device=SMOKE, seq=2)]) == []
+    e.alert_closed(AlertClosure(HH, AlertKind.MAINTENANCE, SMOKE.device_id, at(13)))
+    # A battery replaced without a test press, low again later: a new notice, not hidden by the old one.
+    assert [f.kind for f in e.process([event("low_battery", at(40), device=SMOKE, seq=3)])] == [AlertKind.MAINTENANCE]

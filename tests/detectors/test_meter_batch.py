@@ -27,7 +27,7 @@ import pytest
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period, QuietWindow
 from detectors.meter_batch import BATCH_MIN
 from detectors.testing import PROFILES, Resident, hours_to_dt, meter_samples
-from schemas.findings import Finding
+from schemas.findings import AlertClosure, Finding
 from schemas.kinds import AlertKind, DeviceType
 from schemas.records import DeviceInfo, MeterSample, Record, StatusReport
 
@@ -79,6 +79,12 @@ class Pair:
             timer = self.ref.next_timer()
         self.check(self.ref.process(batch), self.fast.process(batch))
         self.readings += len(batch)
+
+    def close(self, closure: AlertClosure) -> None:
+        """A resolved alert reaches both engines between calls, as the live runner applies it."""
+        self.ref.alert_closed(closure)
+        self.fast.alert_closed(closure)
+        self.check([], [])
 
     def check(self, expected: list[Finding], got: list[Finding]) -> None:
         assert got == expected
@@ -258,6 +264,32 @@ def test_after_the_backstop_fired_the_days_without_water_and_the_first_use_go_in
     assert raised == ["routine", "backstop:flat_12h"]
     # Per reading: each upload's first (the meter comes back online) and the readings where the two fired.
     assert pair.readings - pair.fast.batch_readings < 40
+
+
+def test_an_inactivity_alert_resolved_while_still_quiet_counts_twelve_hours_again_in_bulk() -> None:
+    # The backstop fires for a fall at 22:00 (its daily upload arrives at midnight); a caregiver resolves
+    # the alert an hour later (wrongly: nobody answered the door) and nobody uses water for days: 12 h
+    # after the resolution the backstop raises again, on the bulk path as on the per-reading path.
+    fall_h = (WARM_D + 1) * 24 + 22.0
+    uses = [u for u in regular(WARM_D + 5) if not fall_h <= u[0] < fall_h + 60]
+    pair = Pair()
+    closed: datetime | None = None
+    for batch in uploads(day_of(uses, WARM_D + 5), [96]):
+        pair.feed(batch)
+        fired = [f for f in pair.findings if f.detector == "backstop:flat_12h" and f.at > hours_to_dt(fall_h - 2)]
+        if fired and closed is None:
+            closed = fired[0].detected_at + timedelta(hours=1)
+            pair.close(AlertClosure("h1", AlertKind.INACTIVITY, "m1", closed))
+    pair.finish()
+    assert closed is not None
+    backstop = [f for f in pair.findings if f.detector == "backstop:flat_12h" and f.at > hours_to_dt(fall_h - 2)]
+    assert len(backstop) == 2
+    assert backstop[0].at < hours_to_dt(fall_h)  # the last use before the fall
+    assert backstop[1].at == closed  # twelve more hours without water from the resolution
+    assert backstop[1].detected_at >= closed + timedelta(hours=12)  # (with the next daily upload)
+    # The routine said its piece once for the stretch; the resolution does not wake it again.
+    assert [f.detector for f in pair.findings if f.detector == "routine" and f.at >= closed] == []
+    assert pair.fast.batch_readings > pair.readings * 0.8
 
 
 def test_hourly_batches_crossing_local_midnight() -> None:
