@@ -326,7 +326,9 @@ def _records(device: DeviceInfo, message: DeviceMessage, received_at: datetime) 
         ordered = sorted(message.readings, key=lambda reading: reading.ts)
         return tuple(MeterSample(device_id, household_id, r.ts, float(r.register_l), received_at) for r in ordered)
     if type(message) is SmokeEvent or type(message) is CallEvent:
-        note = message.note if type(message) is CallEvent else None
+        note = checkin_id = None
+        if type(message) is CallEvent:
+            note, checkin_id = message.note, message.checkin_id
         return (
             DeviceEvent(
                 device_id,
@@ -337,6 +339,7 @@ def _records(device: DeviceInfo, message: DeviceMessage, received_at: datetime) 
                 message.event.value,
                 received_at,
                 note,
+                checkin_id,
             ),
         )
     if type(message) is not DeviceStatus:

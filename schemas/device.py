@@ -23,6 +23,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    model_validator,
 )
 
 from schemas.kinds import CallEventKind, SmokeEventKind
@@ -107,11 +108,21 @@ class SmokeEvent(_Message):
     event: SmokeEventKind
 
 
+CheckinId = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+
+
 class CallEvent(_Message):
-    """One-touch call device (为老服务一键通) ``event``."""
+    """One-touch call device (为老服务一键通) ``event``; ``checkin_ok`` carries the ``checkin_id`` it answers."""
 
     event: CallEventKind
     note: Annotated[StrictStr, Field(max_length=500)] | None = None
+    checkin_id: CheckinId | None = None
+
+    @model_validator(mode="after")
+    def _checkin_id_with_checkin_ok(self) -> CallEvent:
+        if (self.event is CallEventKind.CHECKIN_OK) != (self.checkin_id is not None):
+            raise ValueError("checkin_id is required with checkin_ok, and only with it")
+        return self
 
 
 class DeviceStatus(_Message):
@@ -127,3 +138,19 @@ DeviceMessage = MeterReading | MeterBatch | SmokeEvent | CallEvent | DeviceStatu
 
 # Which payload models a device type may publish on each channel (the registry says the type).
 ChannelName = Literal["telemetry", "event", "status"]
+
+
+class DeviceCommand(BaseModel):
+    """A downlink command carewatch publishes (QoS 1) on ``{root}/dev/{device_id}/cmd``.
+
+    ``checkin``: the call button beeps and blinks until ``expires``; a press answers with the event
+    ``checkin_ok`` carrying the same ``checkin_id``. Devices ignore commands they do not know, and
+    commands whose ``expires`` has passed (a command held in the broker while the device was offline).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ts: datetime
+    cmd: Literal["checkin"]
+    checkin_id: CheckinId
+    expires: datetime

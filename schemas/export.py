@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.device import CallEvent, DeviceStatus, MeterBatch, MeterReading, SmokeEvent
+from schemas.device import CallEvent, DeviceCommand, DeviceStatus, MeterBatch, MeterReading, SmokeEvent
 
 PROTOCOL_MODELS: dict[str, type[BaseModel]] = {
     "water_meter telemetry (one reading)": MeterReading,
@@ -20,6 +20,7 @@ PROTOCOL_MODELS: dict[str, type[BaseModel]] = {
     "smoke_alarm event": SmokeEvent,
     "call_button event": CallEvent,
     "status (every device; retained; Last Will)": DeviceStatus,
+    "cmd (downlink, carewatch → call_button)": DeviceCommand,
 }
 
 BEGIN = "<!-- BEGIN GENERATED SCHEMAS (python -m schemas.export) -->"

@@ -16,6 +16,19 @@ class FindingAction(StrEnum):
     # Add a note to the open alert of this kind without notifying (e.g. ``cancel`` after ``sos``,
     # ``alarm_cleared`` after ``alarm``): a person still closes the alert.
     ANNOTATE = "annotate"
+    # A sign of life in the household: it answers a check-in in progress (the alert resolves as
+    # ``resident_ok``) and is noted on alerts already paged. ``details["signal"]`` is a
+    # :class:`PresenceSignal`; ``details["checkin_id"]`` names the check-in a ``checkin_ok`` press answers.
+    PRESENCE = "presence"
+
+
+class PresenceSignal(StrEnum):
+    """What showed the resident is up (which alerts it answers: ``alerting.checkins.ANSWERS``)."""
+
+    WATER = "water"  # water used again after a quiet stretch was raised (not for continuous flow)
+    PRESS = "press"  # any call-button press: sos, cancel, service_request, checkin_ok
+    SMOKE = "smoke"  # a person pressed the smoke alarm: hush or test
+    FLOW_STOPPED = "flow_stopped"  # a raised continuous flow stopped (someone turned the tap off)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,8 @@ class CallEventKind(StrEnum):
     SOS = "sos"
     CANCEL = "cancel"
     SERVICE_REQUEST = "service_request"
+    # The resident pressed to answer a check-in the device was beeping for (carries its ``checkin_id``).
+    CHECKIN_OK = "checkin_ok"
 
 
 class Severity(StrEnum):
@@ -77,6 +79,8 @@ DEFAULT_SEVERITY: dict[AlertKind, Severity] = {
 
 
 class AlertStatus(StrEnum):
+    # Asking the resident first (call button, phone): nobody is paged while the alert is here.
+    CHECKING_IN = "checking_in"
     OPEN = "open"
     NOTIFIED = "notified"
     CLAIMED = "claimed"
@@ -102,12 +106,31 @@ class CareRole(StrEnum):
 
 
 class DeliveryChannel(StrEnum):
-    """How a notification reaches a caregiver (``notifications.channel``)."""
+    """How a notification reaches a caregiver, or a check-in the resident (``notifications.channel``)."""
 
     WEBHOOK = "webhook"
     EMAIL = "email"
     SMS = "sms"
     APP = "app"
+    # Check-ins to the resident: a downlink command to the call button, a call or SMS to their phone.
+    BUTTON = "button"
+    VOICE = "voice"
+    RESIDENT_SMS = "resident_sms"
+
+
+class CheckinAnswer(StrEnum):
+    """What a resident says to a check-in (a press, a phone key or SMS reply, or any sign of life)."""
+
+    OK = "ok"
+    HELP = "help"
+    AWAY = "away"
+
+
+class CheckinStatus(StrEnum):
+    WAITING = "waiting"  # an attempt is out, its wait not over
+    ANSWERED = "answered"  # ok, away or help
+    UNANSWERED = "unanswered"  # every attempt's wait ran out: the care plan was paged
+    CANCELLED = "cancelled"  # the alert was resolved or paged another way first
 
 
 # Roles that see residents' medical notes unless a care-plan contact says otherwise.

@@ -46,6 +46,8 @@ class DeviceEvent:
     kind: str
     received_at: datetime
     note: str | None = None
+    # ``checkin_ok`` only: the check-in the resident answered.
+    checkin_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

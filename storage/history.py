@@ -74,12 +74,12 @@ def load_events(
     params: list[Any] = [start, end]
     where = _filter(household_ids, params)
     rows = conn.execute(
-        "SELECT e.device_id, d.household_id, d.device_type, e.ts, e.seq, e.kind, e.received_at, e.note"
-        " FROM events e JOIN devices d ON d.device_id = e.device_id"
+        "SELECT e.device_id, d.household_id, d.device_type, e.ts, e.seq, e.kind, e.received_at, e.note,"
+        " e.checkin_id FROM events e JOIN devices d ON d.device_id = e.device_id"
         f" WHERE e.ts >= %s AND e.ts < %s{where} ORDER BY e.ts, e.device_id, e.seq",
         params,
     ).fetchall()
-    return [DeviceEvent(r[0], r[1], DeviceType(r[2]), r[3], int(r[4]), r[5], r[6], r[7]) for r in rows]
+    return [DeviceEvent(r[0], r[1], DeviceType(r[2]), r[3], int(r[4]), r[5], r[6], r[7], r[8]) for r in rows]
 
 
 def load_status_reports(

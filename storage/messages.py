@@ -43,7 +43,7 @@ CREATE TEMP TABLE IF NOT EXISTS incoming_readings (
 
 _RECEIPT_TYPES = ["int4", "text", "int8", "timestamptz", "text", "timestamptz", "bool"]
 _READING_TYPES = ["text", "timestamptz", "float8", "timestamptz"]
-_EVENT_TYPES = ["text", "timestamptz", "int8", "text", "text", "timestamptz"]
+_EVENT_TYPES = ["text", "timestamptz", "int8", "text", "text", "timestamptz", "text"]
 _STATUS_TYPES = ["text", "timestamptz", "int8", "bool", "int4", "int4", "text", "timestamptz"]
 _REJECT_TYPES = ["timestamptz", "text", "text", "text", "text", "bytea", "int4"]
 
@@ -137,11 +137,11 @@ def _insert_records(conn: psycopg.Connection, new: list[Accepted]) -> None:
         if events:
             # Unique by construction: (device, ts, seq) is part of the receipt key inserted above.
             with cur.copy(
-                "COPY events (device_id, ts, seq, kind, note, received_at) FROM STDIN (FORMAT BINARY)"
+                "COPY events (device_id, ts, seq, kind, note, received_at, checkin_id) FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(_EVENT_TYPES)
                 for e in events:
-                    copy.write_row((e.device_id, e.ts, e.seq, e.kind, e.note, e.received_at))
+                    copy.write_row((e.device_id, e.ts, e.seq, e.kind, e.note, e.received_at, e.checkin_id))
         if statuses:
             with cur.copy(
                 "COPY status_reports (device_id, ts, seq, online, battery_pct, rssi_dbm, fw, received_at)"

@@ -19,12 +19,14 @@ def load_records_received_since(conn: psycopg.Connection, since: datetime, limit
         (since, limit),
     ):
         records.append((received_at, ts, MeterSample(device_id, household_id, ts, register_l, received_at)))
-    for device_id, household_id, device_type, ts, seq, kind, note, received_at in conn.execute(
-        "SELECT e.device_id, d.household_id, d.device_type, e.ts, e.seq, e.kind, e.note, e.received_at"
-        " FROM events e JOIN devices d USING (device_id) WHERE e.received_at > %s LIMIT %s",
+    for device_id, household_id, device_type, ts, seq, kind, note, received_at, checkin_id in conn.execute(
+        "SELECT e.device_id, d.household_id, d.device_type, e.ts, e.seq, e.kind, e.note, e.received_at,"
+        " e.checkin_id FROM events e JOIN devices d USING (device_id) WHERE e.received_at > %s LIMIT %s",
         (since, limit),
     ):
-        event = DeviceEvent(device_id, household_id, DeviceType(device_type), ts, seq, kind, received_at, note)
+        event = DeviceEvent(
+            device_id, household_id, DeviceType(device_type), ts, seq, kind, received_at, note, checkin_id
+        )
         records.append((received_at, ts, event))
     for row in conn.execute(
         "SELECT s.device_id, d.household_id, d.device_type, s.ts, s.seq, s.online, s.received_at, s.battery_pct,"
