@@ -20,7 +20,6 @@ CREATE TABLE checkins (
     attempt        integer NOT NULL DEFAULT 1 CHECK (attempt >= 1),
     attempts       integer NOT NULL CHECK (attempts >= 1),
     wait_s         integer NOT NULL CHECK (wait_s > 0),
-    retry_after_s  integer NOT NULL CHECK (retry_after_s >= 0),
     channels       text[] NOT NULL,
     started_at     timestamptz NOT NULL,
     attempt_at     timestamptz NOT NULL,
@@ -38,6 +37,10 @@ CREATE INDEX checkins_started_idx ON checkins (started_at);
 -- Check-in deliveries go through the same outbox as caregivers' notifications (retries, wake-ups,
 -- dead-delivery handling), addressed to the resident: no caregiver, the check-in named instead.
 ALTER TABLE notifications ALTER COLUMN caregiver_id DROP NOT NULL;
+-- A check-in delivery not yet sent when the resident has answered is withdrawn, not sent late.
+ALTER TABLE notifications DROP CONSTRAINT notifications_status_check;
+ALTER TABLE notifications ADD CONSTRAINT notifications_status_check
+    CHECK (status IN ('pending', 'sent', 'dead', 'cancelled'));
 ALTER TABLE notifications ADD COLUMN checkin_id text REFERENCES checkins ON DELETE CASCADE;
 ALTER TABLE notifications ADD CONSTRAINT notifications_recipient_check
     CHECK ((caregiver_id IS NULL) <> (checkin_id IS NULL));
