@@ -34,14 +34,14 @@ from storage import alerts as store
 log = logging.getLogger(__name__)
 
 
-def _address(mqtt_url: str) -> tuple[str, int]:
+def mqtt_address(mqtt_url: str) -> tuple[str, int]:
     parts = urlsplit(mqtt_url)
     if parts.scheme not in {"mqtt", "tcp"} or not parts.hostname:
         raise ValueError(f"not an mqtt://host:port URL: {mqtt_url!r}")
     return parts.hostname, parts.port or 1883
 
 
-def _client(prefix: str) -> mqtt.Client:
+def mqtt_client(prefix: str) -> mqtt.Client:
     return mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"{prefix}-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311
     )
@@ -53,8 +53,8 @@ class AppChannel:
     def __init__(self, *, mqtt_url: str, topic_root: str, timeout_s: float = 5.0) -> None:
         self._root = topic_root.rstrip("/")
         self._timeout_s = timeout_s
-        self._client = _client("carewatch-app-push")
-        host, port = _address(mqtt_url)
+        self._client = mqtt_client("carewatch-app-push")
+        host, port = mqtt_address(mqtt_url)
         self._client.connect_async(host, port)
         self._client.loop_start()
 
@@ -98,11 +98,11 @@ class AppReplyListener:
         self._conn: psycopg.Connection | None = None
         self.subscribed = threading.Event()
         self.handled = 0
-        self._client = _client("carewatch-app-replies")
+        self._client = mqtt_client("carewatch-app-replies")
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
-        self._address = _address(mqtt_url)
+        self._address = mqtt_address(mqtt_url)
 
     def start(self) -> AppReplyListener:
         self._client.connect_async(*self._address)

@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from alerting import checkins
+from alerting.away import raise_away_followups
 from alerting.channels import Channel, Delivery
 from alerting.service import SYSTEM_ACTOR, AlertingConfig, escalate_due, escalate_now
 from alerting.visits import raise_overdue_visits
@@ -178,8 +180,12 @@ class Dispatcher:
             self._last_visit_check = time.monotonic()
             with conn.transaction():
                 raised = raise_overdue_visits(conn, now, self._config)
+                followups = raise_away_followups(conn, now, self._config)
             if raised:
                 log.info("raised %d overdue-visit task(s)", raised)
+            if followups:
+                log.info("raised %d daily check-in(s) of announced absences", followups)
+                self.wake.set()
 
     def _deliver_one(self, conn: psycopg.Connection) -> bool:
         with conn.transaction():
@@ -195,7 +201,7 @@ class Dispatcher:
                     Delivery(
                         notification_id=due.notification_id,
                         idempotency_key=due.idempotency_key,
-                        caregiver_id=due.caregiver_id,
+                        caregiver_id=due.caregiver_id or "",
                         body={**due.body, "notification_id": due.notification_id},
                         webhook_url=due.webhook_url,
                         webhook_secret=due.webhook_secret,
@@ -213,12 +219,13 @@ class Dispatcher:
             )
             if ok:
                 outbox.mark_sent(conn, due.notification_id, attempt, now)
-                outbox.mark_alert_notified(conn, due.alert_id, now)
+                if due.checkin_id is None:  # a check-in reaching the resident is not a caregiver notified
+                    outbox.mark_alert_notified(conn, due.alert_id, now)
                 log.info(
                     "alert %s: notification %s delivered to %s by %s",
                     due.alert_id,
                     due.notification_id,
-                    due.caregiver_id,
+                    due.caregiver_id or "the resident",
                     due.channel,
                 )
             elif permanent or retry_at > due.deadline:
@@ -240,11 +247,12 @@ class Dispatcher:
         self, conn: psycopg.Connection, due: outbox.DueNotification, attempt: int, detail: str, now: datetime
     ) -> None:
         outbox.mark_dead(conn, due.notification_id, attempt, detail)
+        recipient = due.caregiver_id or "the resident"
         log.error(
             "alert %s: notification %s to %s by %s is dead after %d attempt(s): %s",
             due.alert_id,
             due.notification_id,
-            due.caregiver_id,
+            recipient,
             due.channel,
             attempt,
             detail,
@@ -255,8 +263,12 @@ class Dispatcher:
             now,
             SYSTEM_ACTOR,
             "delivery_dead",
-            f"{due.channel} to {due.caregiver_id} after {attempt} attempt(s): {detail}",
+            f"{due.channel} to {recipient} after {attempt} attempt(s): {detail}",
         )
+        if due.checkin_id is not None:
+            checkins.delivery_died(conn, due.alert_id, due.checkin_id, now, self._config)
+            self.wake.set()
+            return
         if due.severity == "critical" and due.reason != "claimed_by_other":
             escalate_now(
                 conn,

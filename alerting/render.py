@@ -64,3 +64,29 @@ def email_text(body: dict[str, Any]) -> str:
     else:
         lines.append("Claim it in the carewatch app or the API so the others know it is taken.")
     return "\n".join(lines) + "\n"
+
+
+# What the resident hears or reads at a check-in (a voice call reads it out; keys 1/2/3 answer it, an SMS
+# is answered with the digit). Their own language: residents.locale, zh-CN unless set otherwise.
+_CHECKIN_TEXT = {
+    "zh-CN": {
+        "voice": "您好，这里是社区平安守护。我们有一段时间没有看到您家用水了。"
+        "平安请按1，需要帮助请按2，外出不在家请按3。",
+        "resident_sms": "【社区平安守护】您好，我们有一段时间没有看到您家用水了。"
+        "平安请回复1，需要帮助请回复2，外出不在家请回复3。",
+    },
+    "en": {
+        "voice": "Hello, this is your community safety watch. We have not seen water used at your home for a while. "
+        "Press 1 if you are fine, 2 if you need help, 3 if you are away from home.",
+        "resident_sms": "Community safety watch: we have not seen water used at your home for a while. "
+        "Reply 1 if you are fine, 2 if you need help, 3 if you are away from home.",
+    },
+}
+# The digit the resident presses or replies, and what it means (the gateway passes it back).
+CHECKIN_KEYS = {"1": "ok", "2": "help", "3": "away"}
+
+
+def checkin_text(locale: str, channel: str) -> str:
+    """The check-in message for ``channel`` (voice or resident_sms) in the resident's language."""
+    texts = _CHECKIN_TEXT.get(locale) or _CHECKIN_TEXT["zh-CN" if locale.startswith("zh") else "en"]
+    return texts.get(channel, texts["resident_sms"])

@@ -15,12 +15,14 @@ from datetime import datetime
 
 import psycopg
 
+from alerting import checkins
 from alerting.config import SYSTEM_ACTOR, AlertingConfig
 from alerting.notify import enqueue, notify_again, notify_step
 from schemas.alerts import NotificationReason
 from schemas.findings import Finding, FindingAction
 from schemas.kinds import Outcome, Severity
 from storage import alerts as store
+from storage import checkins as checkin_store
 
 __all__ = [
     "SYSTEM_ACTOR",
@@ -61,6 +63,9 @@ def apply_findings(
     """Record findings as alerts or occurrences; return the ids of alerts that changed."""
     changed = []
     for finding in findings:
+        if finding.action is FindingAction.PRESENCE:
+            changed.extend(checkins.on_presence(conn, finding, now, config))
+            continue
         alert_id = _apply_finding(conn, finding, now, config)
         if alert_id is not None:
             changed.append(alert_id)
@@ -69,32 +74,11 @@ def apply_findings(
 
 def _apply_finding(conn: psycopg.Connection, finding: Finding, now: datetime, config: AlertingConfig) -> int | None:
     if finding.action is FindingAction.ANNOTATE:
-        existing = store.lock_open_alert(conn, finding.household_id, finding.kind.value)
-        if existing is None:
-            log.info(
-                "household %s: note for %s with no open alert: %s",
-                finding.household_id,
-                finding.kind.value,
-                finding.evidence,
-            )
-            return None
-        store.add_timeline(conn, existing.alert_id, now, finding.detector, "note", finding.evidence)
-        store.merge_details(conn, existing.alert_id, finding.details)
-        return existing.alert_id
-
+        return _annotate(conn, finding, now)
     created = store.insert_alert(conn, finding, now)
     if created is not None:
-        log.info(
-            "alert %s opened: household %s %s (%s)",
-            created.alert_id,
-            finding.household_id,
-            finding.kind.value,
-            finding.severity.value,
-        )
-        store.add_timeline(conn, created.alert_id, now, finding.detector, "opened", finding.evidence)
-        notify_step(conn, created, 0, NotificationReason.NEW, now, config)
+        _open(conn, created, finding, now, config)
         return created.alert_id
-
     existing = store.lock_open_alert(conn, finding.household_id, finding.kind.value)
     if existing is None:  # resolved between the insert attempt and the lock: open a fresh one
         return _apply_finding(conn, finding, now, config)
@@ -104,6 +88,8 @@ def _apply_finding(conn: psycopg.Connection, finding: Finding, now: datetime, co
         conn, existing.alert_id, now, severity.value, finding.evidence if raised else None
     )
     store.add_timeline(conn, existing.alert_id, now, finding.detector, "occurrence", finding.evidence)
+    if existing.status == "checking_in":
+        return existing.alert_id  # the resident is being asked: the answer (or its absence) decides
     if finding.notify_again and not (raised and existing.status in {"open", "notified"}):
         notify_again(conn, existing, occurrence, now, config)
     if raised and existing.status in {"open", "notified"}:
@@ -121,10 +107,49 @@ def _apply_finding(conn: psycopg.Connection, finding: Finding, now: datetime, co
     return existing.alert_id
 
 
+def _annotate(conn: psycopg.Connection, finding: Finding, now: datetime) -> int | None:
+    existing = store.lock_open_alert(conn, finding.household_id, finding.kind.value)
+    if existing is None:
+        log.info(
+            "household %s: note for %s with no open alert: %s",
+            finding.household_id,
+            finding.kind.value,
+            finding.evidence,
+        )
+        return None
+    store.add_timeline(conn, existing.alert_id, now, finding.detector, "note", finding.evidence)
+    store.merge_details(conn, existing.alert_id, finding.details)
+    return existing.alert_id
+
+
+def _open(
+    conn: psycopg.Connection, created: store.AlertRow, finding: Finding, now: datetime, config: AlertingConfig
+) -> None:
+    """A new alert: ask the resident first where the household's check-in policy says so, else page."""
+    log.info(
+        "alert %s opened: household %s %s (%s)",
+        created.alert_id,
+        finding.household_id,
+        finding.kind.value,
+        finding.severity.value,
+    )
+    store.add_timeline(conn, created.alert_id, now, finding.detector, "opened", finding.evidence)
+    household = checkin_store.household_checkin_settings(conn, finding.household_id)
+    policy = config.checkins.policy(finding.kind, household)
+    if policy is not None and checkins.start(conn, created, policy, now, config):
+        return  # nobody is paged while the resident is asked
+    store.mark_paged(conn, created.alert_id, now)
+    notify_step(conn, created, 0, NotificationReason.NEW, now, config)
+
+
 def escalate_due(conn: psycopg.Connection, now: datetime, config: AlertingConfig) -> int:
-    """Move every unclaimed alert whose wait ran out to its next step; return how many moved."""
+    """Move every unclaimed alert whose wait ran out to its next step (a check-in to its next attempt
+    or to the page); return how many moved."""
     due = store.lock_due_escalations(conn, now)
     for alert in due:
+        if alert.status == "checking_in":
+            checkins.expire(conn, alert, now, config)
+            continue
         store.add_timeline(
             conn,
             alert.alert_id,
@@ -179,6 +204,9 @@ def claim_alert(
         if alert.claimed_by == caregiver_id:
             return
         raise AlertConflictError(alert_id, f"alert {alert_id} is already claimed by {alert.claimed_by}")
+    if alert.status == "checking_in":
+        checkins.cancel(conn, alert_id, f"claimed by {caregiver_id}", now)
+        store.mark_paged(conn, alert_id, now)
     store.claim(conn, alert_id, caregiver_id, now)
     store.add_timeline(conn, alert_id, now, caregiver_id, "claimed")
     claimed = store.lock_alert(conn, alert_id)
@@ -228,5 +256,7 @@ def resolve_alert(
         raise AlertNotFoundError(alert_id, f"alert {alert_id} does not exist")
     if alert.status == "resolved":
         raise AlertConflictError(alert_id, f"alert {alert_id} is already resolved")
+    if alert.status == "checking_in":
+        checkins.cancel(conn, alert_id, f"resolved by {actor}", now)
     store.resolve(conn, alert_id, actor, outcome.value, note, now)
     store.add_timeline(conn, alert_id, now, actor, "resolved", f"{outcome.value}: {note}".rstrip(": "))

@@ -13,9 +13,12 @@ from typing import Any
 
 from alerting.app import AppChannel, AppReplyListener
 from alerting.channels import Channel, WebhookChannel
+from alerting.checkin_policy import checkin_config
+from alerting.downlink import ButtonChannel
 from alerting.email import EmailChannel
 from alerting.policy import policy_from_config
 from alerting.render import DEFAULT_SMS_TEMPLATE
+from alerting.resident_phone import ResidentPhoneChannel
 from alerting.service import AlertingConfig
 from alerting.sms import SmsChannel
 
@@ -27,13 +30,16 @@ def alerting_config(
     quiet_hours: str | None = "22:00-07:00",
     retry_base_s: float = 1.0,
     retry_cap_s: float = 60.0,
+    checkins: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> AlertingConfig:
-    """Raises ``alerting.policy.PolicyError`` for a bad policy: fail at start-up, not at the first alert."""
+    """Raises ``alerting.policy.PolicyError`` for a bad policy (``CheckinPolicyError`` for a bad check-in
+    policy): fail at start-up, not at the first alert."""
     return AlertingConfig(
         policy=policy_from_config(escalation_policy, quiet_hours=quiet_hours),
         delivery_deadline=timedelta(seconds=delivery_deadline_s),
         retry_base=timedelta(seconds=retry_base_s),
         retry_cap=timedelta(seconds=retry_cap_s),
+        checkins=checkin_config(checkins),
     )
 
 
@@ -52,6 +58,10 @@ def build_channels(
     sms_gateway_url: str | None = None,
     sms_gateway_token: str | None = None,
     sms_template: str | None = None,
+    checkin_gateway_url: str | None = None,
+    checkin_gateway_token: str | None = None,
+    checkin_secret: str | None = None,
+    checkin_callback_base_url: str | None = None,
 ) -> dict[str, Channel]:
     channels: dict[str, Channel] = {"webhook": WebhookChannel(timeout_s=delivery_timeout_s)}
     if smtp_host:
@@ -73,6 +83,19 @@ def build_channels(
         )
     if app_channel and mqtt_url:
         channels["app"] = AppChannel(mqtt_url=mqtt_url, topic_root=topic_root, timeout_s=delivery_timeout_s)
+    # Check-ins to the resident: the call button's downlink, and their phone through the gateway.
+    if mqtt_url:
+        channels["button"] = ButtonChannel(mqtt_url=mqtt_url, topic_root=topic_root, timeout_s=delivery_timeout_s)
+    if checkin_gateway_url and checkin_secret and checkin_callback_base_url:
+        for name in ("voice", "resident_sms"):
+            channels[name] = ResidentPhoneChannel(
+                name=name,
+                gateway_url=checkin_gateway_url,
+                secret=checkin_secret,
+                callback_base_url=checkin_callback_base_url,
+                token=checkin_gateway_token,
+                timeout_s=delivery_timeout_s,
+            )
     return channels
 
 

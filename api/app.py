@@ -31,6 +31,7 @@ from api.routes import (
     alerts,
     care_plans,
     caregivers,
+    checkins,
     devices,
     household_settings,
     households,
@@ -64,6 +65,7 @@ def create_app(
     on_alert_changed: Callable[[int], None] = lambda alert_id: None,
     readiness_checks: Sequence[ReadinessCheck] = (),
     feed_poll_s: float = 1.0,
+    checkin_secret: str | None = None,
 ) -> FastAPI:
     """The app. ``readiness_checks`` are added to the database and dispatcher checks of ``/readyz``."""
     app = FastAPI(
@@ -72,7 +74,11 @@ def create_app(
         description="Households, residents, caregivers, devices, readings, alerts and fleet health of carewatch.",
     )
     app.state.context = ApiContext(
-        pool=pool, alerting=alerting or AlertingConfig(), clock=clock, on_alert_changed=on_alert_changed
+        pool=pool,
+        alerting=alerting or AlertingConfig(),
+        clock=clock,
+        on_alert_changed=on_alert_changed,
+        checkin_secret=checkin_secret,
     )
     conninfo = pool.conninfo if isinstance(pool.conninfo, str) else pool.conninfo()
     app.state.feed = AlertFeed(conninfo=conninfo, poll_s=feed_poll_s)
@@ -89,9 +95,12 @@ def create_app(
         stream,
         alerts,
         admin,
+        checkins,
         *alerting_routes,
     ):
         app.include_router(module.router, prefix="/api/v1", dependencies=authenticated)
+    # Authenticated by the phone gateway's signature, not a bearer token (api.routes.checkins).
+    app.include_router(checkins.callback_router, prefix="/api/v1")
 
     checks = [database_check(pool), dispatcher_backlog_check(pool, clock), *readiness_checks]
 

@@ -24,6 +24,8 @@ class ApiContext:
     clock: Callable[[], datetime]
     # Called after an alert changed through the API (wakes the dispatcher for "claimed" notices).
     on_alert_changed: Callable[[int], None]
+    # Shared with the phone gateway: it signs its check-in answer callbacks with it (None: refused).
+    checkin_secret: str | None = None
 
 
 def get_context(request: Request) -> ApiContext:

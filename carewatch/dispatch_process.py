@@ -41,6 +41,7 @@ def alerting_from_settings(settings: Settings) -> AlertingConfig:
         quiet_hours=settings.quiet_hours,
         retry_base_s=settings.retry_base_s,
         retry_cap_s=settings.retry_cap_s,
+        checkins=settings.checkins,
     )
 
 
@@ -59,7 +60,16 @@ def channels_from_settings(settings: Settings, mqtt_url: str) -> dict[str, Chann
         sms_gateway_url=settings.sms_gateway_url,
         sms_gateway_token=settings.sms_gateway_token,
         sms_template=settings.sms_template,
+        checkin_gateway_url=settings.checkin_gateway_url,
+        checkin_gateway_token=settings.checkin_gateway_token,
+        checkin_secret=settings.checkin_secret,
+        checkin_callback_base_url=checkin_callback_base(settings),
     )
+
+
+def checkin_callback_base(settings: Settings) -> str:
+    """Where the phone gateway sends the resident's answer: the API as the gateway reaches it."""
+    return settings.checkin_callback_base_url or f"http://{settings.api_host}:{settings.api_port}"
 
 
 def build_dispatcher(settings: Settings, database_url: str, channels: dict[str, Channel]) -> Dispatcher:

@@ -177,6 +177,7 @@ class Pipeline:
                 metrics=self.metrics,
                 on_alert_changed=lambda alert_id: self._wake_dispatcher(),
                 readiness_checks=self._readiness_checks(),
+                checkin_secret=self.settings.checkin_secret,
             )
             self._app_feed = app.state.feed
             config = uvicorn.Config(

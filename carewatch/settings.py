@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     sms_template: str | None = None
     # MQTT push to the caregiver app and claim/decline replies from it.
     app_channel: bool = True
+    # Resident check-ins (alerting/checkin_policy.py): per kind, e.g. {inactivity = {wait_s = 600,
+    # attempts = 2, channels = ["button", "voice"]}}; kinds left out keep the defaults.
+    checkins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The voice/SMS gateway that calls or texts residents, and the secret both sides sign with.
+    checkin_gateway_url: str | None = None
+    checkin_gateway_token: str | None = None
+    checkin_secret: str | None = None
+    # The API's address as the gateway reaches it, for its answer callback (default: api_host:api_port).
+    checkin_callback_base_url: str | None = None
 
     # Python's GIL switch interval for the pipeline process (see carewatch.runtime.Pipeline.start).
     gil_switch_interval_ms: float = Field(default=1.0, gt=0, le=100)

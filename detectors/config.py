@@ -178,8 +178,9 @@ class QuietWindow:
     end: time
 
 
+# "checkin" is alerting's (the household's check-in policy): read there, ignored here.
 _HOUSEHOLD_KEYS = frozenset(
-    {"timezone", "flat_min_litres", "flat_window_h", "daily_max_l", "routine_enabled", "away", "quiet"}
+    {"timezone", "flat_min_litres", "flat_window_h", "daily_max_l", "routine_enabled", "away", "quiet", "checkin"}
 )
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.kinds import AlertKind, AlertStatus, Outcome, Severity
+from schemas.kinds import AlertKind, AlertStatus, CheckinAnswer, CheckinStatus, Outcome, Severity
 
 
 class NotificationReason(StrEnum):
@@ -40,6 +40,59 @@ class AlertNotification(BaseModel):
     claimed_by: str | None = None
 
 
+class CheckinAttemptPublic(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int
+    at: datetime
+    channels: list[str]
+    result: str
+
+
+class CheckinPublic(BaseModel):
+    """The resident check-in of an alert: who was asked how, and what came of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkin_id: str
+    alert_id: int
+    household_id: str
+    kind: AlertKind
+    status: CheckinStatus
+    attempt: int
+    attempts: int
+    wait_s: int
+    channels: list[str]
+    started_at: datetime
+    attempt_at: datetime
+    expires_at: datetime
+    answer: CheckinAnswer | None
+    answered_via: str | None
+    answered_at: datetime | None
+    history: list[CheckinAttemptPublic]
+
+
+class CheckinAnswerBody(BaseModel):
+    """The phone gateway's callback: what the resident pressed or replied (signed, see docs/alerting.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer: CheckinAnswer
+    # voice or resident_sms: how the resident answered
+    via: Literal["voice", "resident_sms"] = "voice"
+    # When the resident answered (the gateway's clock); the receive time if absent.
+    answered_at: datetime | None = None
+
+
+class CheckinAnswerResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    checkin_id: str
+    # resolved | away | paged | late (the check-in had ended; noted on the alert)
+    result: Literal["resolved", "away", "paged", "late"]
+    checkin: CheckinPublic
+
+
 class AlertPublic(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -65,6 +118,9 @@ class AlertPublic(BaseModel):
     resolved_at: datetime | None
     outcome: Outcome | None
     resolution_note: str | None
+    # When people were first asked to act (after the check-in, for an alert that asked the resident first).
+    paged_at: datetime | None = None
+    checkin: CheckinPublic | None = None
 
 
 class AlertEventPublic(BaseModel):

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from storage import checkins
 from storage.access import Scope, household_filter
 
 
@@ -70,15 +71,25 @@ def list_alerts(
     params.append(limit)
     order = "DESC" if newest_first else "ASC"
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
+        rows = cur.execute(
             f"SELECT * FROM alerts WHERE {' AND '.join(clauses)} ORDER BY alert_id {order} LIMIT %s", params
         ).fetchall()
+    return _with_checkins(conn, rows)
 
 
 def get_alert(conn: psycopg.Connection, scope: Scope, alert_id: int) -> dict[str, Any] | None:
     condition, params = household_filter(scope)
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(f"SELECT * FROM alerts WHERE alert_id = %s AND {condition}", [alert_id, *params]).fetchone()
+        row = cur.execute(f"SELECT * FROM alerts WHERE alert_id = %s AND {condition}", [alert_id, *params]).fetchone()
+    return _with_checkins(conn, [row])[0] if row else None
+
+
+def _with_checkins(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each alert with its resident check-in (or None): the board shows who is being asked."""
+    found = checkins.for_alerts(conn, [row["alert_id"] for row in rows]) if rows else {}
+    for row in rows:
+        row["checkin"] = found.get(row["alert_id"])
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +118,7 @@ def changes_after(conn: psycopg.Connection, after_id: int, limit: int = 500) -> 
 def get_alerts(conn: psycopg.Connection, alert_ids: list[int]) -> dict[int, dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute("SELECT * FROM alerts WHERE alert_id = ANY(%s)", (alert_ids,)).fetchall()
-    return {int(row["alert_id"]): row for row in rows}
+    return {int(row["alert_id"]): row for row in _with_checkins(conn, rows)}
 
 
 def prune_changes(conn: psycopg.Connection, before: datetime) -> int:

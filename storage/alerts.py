@@ -109,7 +109,8 @@ def lock_due_escalations(conn: psycopg.Connection, now: datetime, limit: int = 1
     """Alerts whose next escalation step is due; rows locked, skipping those another worker holds."""
     rows = conn.execute(
         f"SELECT {_ALERT_ROW} FROM alerts WHERE next_escalation_at <= %s"
-        " AND status IN ('open', 'notified') ORDER BY next_escalation_at LIMIT %s FOR UPDATE SKIP LOCKED",
+        " AND status IN ('checking_in', 'open', 'notified') ORDER BY next_escalation_at LIMIT %s"
+        " FOR UPDATE SKIP LOCKED",
         (now, limit),
     ).fetchall()
     return [_row(row) for row in rows]
@@ -158,6 +159,7 @@ def notified_caregivers(conn: psycopg.Connection, alert_id: int, level: int | No
     """Caregivers asked to act on the alert (claim notices excluded), at ``level`` or at any step."""
     rows = conn.execute(
         "SELECT DISTINCT caregiver_id FROM notifications WHERE alert_id = %s AND reason <> 'claimed_by_other'"
+        " AND caregiver_id IS NOT NULL"
         " AND (%s::int IS NULL OR level = %s) ORDER BY 1",
         (alert_id, level, level),
     ).fetchall()
@@ -168,7 +170,7 @@ def notified_channels(conn: psycopg.Connection, alert_id: int) -> list[tuple[str
     """(caregiver, channel) pairs that were asked to act on the alert: where to send a claim notice."""
     rows = conn.execute(
         "SELECT DISTINCT caregiver_id, channel FROM notifications WHERE alert_id = %s"
-        " AND reason <> 'claimed_by_other' ORDER BY 1, 2",
+        " AND reason <> 'claimed_by_other' AND caregiver_id IS NOT NULL ORDER BY 1, 2",
         (alert_id,),
     ).fetchall()
     return [(row[0], row[1]) for row in rows]
@@ -197,7 +199,7 @@ def enqueue_notification(
     conn: psycopg.Connection,
     *,
     alert_id: int,
-    caregiver_id: str,
+    caregiver_id: str | None,
     channel: str,
     idempotency_key: str,
     body: dict[str, Any],
@@ -206,15 +208,19 @@ def enqueue_notification(
     not_before: datetime | None = None,
     level: int | None = None,
     reason: str = "new",
+    checkin_id: str | None = None,
 ) -> int | None:
-    """Add an outbox row, due at ``not_before`` (default ``now``); None if that key was already enqueued."""
+    """Add an outbox row, due at ``not_before`` (default ``now``); None if that key was already enqueued.
+
+    A row goes to a caregiver, or (``checkin_id``, no caregiver) to the resident being checked on."""
     row = conn.execute(
-        "INSERT INTO notifications (alert_id, caregiver_id, channel, idempotency_key, body, created_at,"
-        " next_attempt_at, deadline, level, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        "INSERT INTO notifications (alert_id, caregiver_id, checkin_id, channel, idempotency_key, body, created_at,"
+        " next_attempt_at, deadline, level, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (idempotency_key) DO NOTHING RETURNING notification_id",
         (
             alert_id,
             caregiver_id,
+            checkin_id,
             channel,
             idempotency_key,
             Jsonb(body),
@@ -306,3 +312,26 @@ def closed_since(conn: psycopg.Connection, since: datetime, limit: int = 10_000)
     ).fetchall()
     kinds = {kind.value for kind in AlertKind}
     return [AlertClosure(row[0], AlertKind(row[1]), row[2], row[3]) for row in rows if row[1] in kinds]
+
+
+def set_status(conn: psycopg.Connection, alert_id: int, status: str) -> None:
+    conn.execute("UPDATE alerts SET status = %s WHERE alert_id = %s", (status, alert_id))
+
+
+def mark_paged(conn: psycopg.Connection, alert_id: int, now: datetime) -> None:
+    """People were asked to act on the alert for the first time (service levels run from here)."""
+    conn.execute("UPDATE alerts SET paged_at = coalesce(paged_at, %s) WHERE alert_id = %s", (now, alert_id))
+
+
+def set_evidence(conn: psycopg.Connection, alert_id: int, evidence: str) -> None:
+    conn.execute("UPDATE alerts SET evidence = %s WHERE alert_id = %s", (evidence, alert_id))
+
+
+def lock_open_alerts(conn: psycopg.Connection, household_id: str, kinds: Iterable[str]) -> list[AlertRow]:
+    """The household's unresolved alerts of ``kinds``, locked, oldest first."""
+    rows = conn.execute(
+        f"SELECT {_ALERT_ROW} FROM alerts WHERE household_id = %s AND kind = ANY(%s) AND status <> 'resolved'"
+        " ORDER BY alert_id FOR UPDATE",
+        (household_id, list(kinds)),
+    ).fetchall()
+    return [_row(row) for row in rows]

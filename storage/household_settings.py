@@ -6,6 +6,7 @@ picks changes up on its next registry refresh. Functions take a connection and n
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -29,3 +30,29 @@ def put(conn: psycopg.Connection, household_id: str, settings: dict[str, Any]) -
         (Jsonb(settings), household_id),
     ).fetchone()
     return row is not None
+
+
+def until_use_absences(conn: psycopg.Connection, now: datetime) -> list[tuple[str, datetime, datetime | None]]:
+    """(household, start, last follow-up) of every absence announced at a check-in that is on at ``now``."""
+    rows = conn.execute(
+        "SELECT household_id, p ->> 'start', p ->> 'followed_up' FROM households,"
+        " jsonb_array_elements(coalesce(settings -> 'away', '[]'::jsonb)) AS p"
+        " WHERE (p ->> 'until_use')::boolean AND (p ->> 'start')::timestamptz <= %s"
+        " AND (p ->> 'end')::timestamptz > %s ORDER BY household_id",
+        (now, now),
+    ).fetchall()
+    return [
+        (row[0], datetime.fromisoformat(row[1]), datetime.fromisoformat(row[2]) if row[2] else None) for row in rows
+    ]
+
+
+def mark_followed_up(conn: psycopg.Connection, household_id: str, start: datetime, at: datetime) -> None:
+    """Record that the absence starting at ``start`` had its daily check-in at ``at``."""
+    found = get(conn, household_id, for_update=True)
+    if found is None:
+        return
+    _, settings = found
+    for period in settings.get("away", []):
+        if period.get("until_use") and datetime.fromisoformat(period["start"]) == start:
+            period["followed_up"] = at.isoformat()
+    put(conn, household_id, settings)

@@ -18,7 +18,8 @@ WAKE_CHANNEL = "carewatch_outbox"
 class DueNotification:
     notification_id: int
     alert_id: int
-    caregiver_id: str
+    # None for a check-in delivery: it goes to the resident (``checkin_id``), its address in the body.
+    caregiver_id: str | None
     channel: str
     idempotency_key: str
     body: dict[str, Any]
@@ -31,6 +32,7 @@ class DueNotification:
     phone: str
     level: int | None
     reason: str
+    checkin_id: str | None = None
 
 
 def listen_queued(conn: psycopg.Connection) -> None:
@@ -50,8 +52,9 @@ def lock_next_due(conn: psycopg.Connection, now: datetime) -> DueNotification | 
     """Lock one due pending notification, skipping rows other dispatchers hold (no double-sending)."""
     row = conn.execute(
         "SELECT n.notification_id, n.alert_id, n.caregiver_id, n.channel, n.idempotency_key, n.body,"
-        " n.attempts, n.deadline, a.severity, c.webhook_url, c.webhook_secret, c.email, c.phone, n.level, n.reason"
-        " FROM notifications n JOIN alerts a USING (alert_id) JOIN caregivers c USING (caregiver_id)"
+        " n.attempts, n.deadline, a.severity, c.webhook_url, c.webhook_secret, coalesce(c.email, ''),"
+        " coalesce(c.phone, ''), n.level, n.reason, n.checkin_id"
+        " FROM notifications n JOIN alerts a USING (alert_id) LEFT JOIN caregivers c USING (caregiver_id)"
         " WHERE n.status = 'pending' AND n.next_attempt_at <= %s"
         " ORDER BY n.next_attempt_at LIMIT 1 FOR UPDATE OF n SKIP LOCKED",
         (now,),

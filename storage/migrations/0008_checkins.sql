@@ -7,6 +7,12 @@ ALTER TABLE alerts DROP CONSTRAINT alerts_status_check;
 ALTER TABLE alerts ADD CONSTRAINT alerts_status_check
     CHECK (status IN ('checking_in', 'open', 'notified', 'claimed', 'resolved'));
 
+-- When people were first asked to act (step 0 queued): at opening for most alerts, after the check-in
+-- for one that asked the resident first; NULL if nobody was ever paged (the resident answered). Service
+-- levels run from here.
+ALTER TABLE alerts ADD COLUMN paged_at timestamptz;
+UPDATE alerts SET paged_at = opened_at;
+
 -- A call button's checkin_ok event names the check-in it answers.
 ALTER TABLE events ADD COLUMN checkin_id text;
 

@@ -77,7 +77,9 @@ def test_changes_from_another_process_arrive_filtered_by_scope(server: Served, w
         (b1,) = apply_findings(conn, [finding("hh-b1", AlertKind.SMOKE, Severity.CRITICAL, now)], now, AlertingConfig())
     first = fam_events.get(timeout=10)
     assert first["alert"]["alert_id"] == a1  # type: ignore[index]
-    assert first["alert"]["status"] == "open"  # type: ignore[index]
+    # A routine alert asks the resident first (hh-a1 has a call button): the board shows it checking in.
+    assert first["alert"]["status"] == "checking_in"  # type: ignore[index]
+    assert first["alert"]["checkin"]["status"] == "waiting"  # type: ignore[index]
     assert b1 not in _alert_ids(fam_events, 1.0)
     assert set(_alert_ids(op_b_events, 2.0)) == {b1}
 
