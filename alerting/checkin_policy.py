@@ -131,8 +131,8 @@ def _override(base: CheckinPolicy, raw: Any, key: str) -> CheckinPolicy:
         policy = replace(policy, enabled=raw["enabled"])
     if "wait_s" in raw:
         wait = raw["wait_s"]
-        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 60 <= wait <= _MAX_WAIT.total_seconds():
-            raise CheckinPolicyError(f"{key}.wait_s", "must be 60 to 7200 seconds")
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 1 <= wait <= _MAX_WAIT.total_seconds():
+            raise CheckinPolicyError(f"{key}.wait_s", "must be 1 to 7200 seconds (minutes in practice)")
         policy = replace(policy, wait=timedelta(seconds=float(wait)))
     if "attempts" in raw:
         attempts = raw["attempts"]

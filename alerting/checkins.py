@@ -66,6 +66,8 @@ _CHANNEL_TEXT = {
     DeliveryChannel.VOICE.value: "phone call",
     DeliveryChannel.RESIDENT_SMS.value: "SMS",
 }
+
+
 # The "away" answer: no inactivity alert until the next water use, for at most this long.
 AWAY_AT_MOST = timedelta(hours=72)
 
@@ -163,7 +165,11 @@ def on_presence(conn: psycopg.Connection, finding: Finding, now: datetime, confi
     named = finding.details.get("checkin_id")
     kinds = ANSWERS[signal]
     changed: list[int] = []
-    for alert in store.lock_open_alerts(conn, finding.household_id, [kind.value for kind in kinds]):
+    alerts = store.lock_open_alerts(conn, finding.household_id, [kind.value for kind in kinds])
+    found = {alert.alert_id: checkin_store.lock_checkin_of_alert(conn, alert.alert_id) for alert in alerts}
+    # The check-in a press names is answered first (by the button); the home's others then with it.
+    alerts.sort(key=lambda alert: getattr(found[alert.alert_id], "checkin_id", None) != named)
+    for alert in alerts:
         checkin = checkin_store.lock_checkin_of_alert(conn, alert.alert_id)
         waiting = checkin is not None and checkin.status == CheckinStatus.WAITING and alert.status == "checking_in"
         if waiting and checkin is not None:
