@@ -35,7 +35,7 @@ from typing import Any
 
 from detectors.config import EventConfig
 from detectors.context import HouseholdView, epoch, hours, to_dt
-from schemas.findings import Finding, FindingAction
+from schemas.findings import Finding, FindingAction, PresenceSignal
 from schemas.kinds import DEFAULT_SEVERITY, AlertKind, Severity
 from schemas.records import DeviceEvent, DeviceInfo
 
@@ -75,6 +75,17 @@ def finding(
     )
 
 
+_PRESSES = frozenset({"sos", "cancel", "service_request", "checkin_ok"})
+
+
+def presence(device: DeviceInfo, signal: PresenceSignal, t: float, now: float, text: str, **details: str) -> Finding:
+    """A sign of life in ``device``'s household (answers a check-in; ``alerting.checkins``)."""
+    return finding(
+        device, AlertKind.INACTIVITY, at=t, detected_at=now, detector="presence", evidence=text,
+        action=FindingAction.PRESENCE, details={"signal": signal.value, **details},
+    )  # fmt: skip
+
+
 class SmokeLogic:
     """Per smoke alarm state: since when it sounds, its last ``alarm``, which maintenance notices are open."""
 
@@ -91,8 +102,14 @@ class SmokeLogic:
         self.open_maintenance: list[str] = list(state.get("maint", []))
 
     def on_event(self, event: DeviceEvent, view: HouseholdView) -> list[Finding]:
-        found = self._judge(event.kind, epoch(event.ts), epoch(event.received_at), view)
-        return [found] if found is not None else []
+        t, now = epoch(event.ts), epoch(event.received_at)
+        found = self._judge(event.kind, t, now, view)
+        out = [found] if found is not None else []
+        if event.kind in {"hush", "test"}:  # a person at the alarm: a sign of life
+            out.append(
+                presence(self.device, PresenceSignal.SMOKE, t, now, f"smoke alarm {event.kind} at {view.fmt(t, now)}")
+            )
+        return out
 
     def sounding(self, t: float) -> bool:
         """Is the alarm still sounding at ``t``: an ``alarm`` without ``alarm_cleared`` and not quiet since."""
@@ -190,7 +207,14 @@ class CallLogic:
             found = self._cancel(t, now)
         elif event.kind == "service_request":
             found = self._request(t, now, note, event.note, view)
-        return [found] if found is not None else []
+        out = [found] if found is not None else []
+        if event.kind not in _PRESSES:
+            return out
+        # Any press is a sign of life (a checkin_ok names the check-in it answers, and raises nothing else).
+        text = f"call button pressed ({event.kind}) at {view.fmt(t, now)}"
+        named = {"checkin_id": event.checkin_id} if event.checkin_id else {}
+        out.append(presence(self.device, PresenceSignal.PRESS, t, now, text, **named))
+        return out
 
     def _sos(self, t: float, now: float, note: str, view: HouseholdView) -> Finding:
         # Every press is raised (alerting attaches it to the open SOS alert, or opens a new one when

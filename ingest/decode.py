@@ -85,6 +85,17 @@ def parse_topic(topic: str, topic_root: str) -> tuple[str, Channel] | None:
     return parsed
 
 
+DOWNLINK_CHANNEL = "cmd"
+
+
+def is_downlink(topic: str, topic_root: str) -> bool:
+    """``{root}/dev/{device_id}/cmd``: a command carewatch sent to a device, not a device's message."""
+    if not topic.endswith("/" + DOWNLINK_CHANNEL) or not topic.startswith(f"{topic_root}/dev/"):
+        return False
+    parts = topic[len(topic_root) + 5 :].split("/")
+    return len(parts) == 2 and DEVICE_ID_PATTERN.fullmatch(parts[0]) is not None
+
+
 def _parse_topic(topic: str, topic_root: str) -> tuple[str, Channel] | None:
     prefix = f"{topic_root}/dev/"
     if not topic.startswith(prefix):

@@ -39,7 +39,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import errors
 
-from ingest.decode import DecodePolicy, decode, parse_topic, storable_text
+from ingest.decode import DecodePolicy, decode, is_downlink, parse_topic, storable_text
 from ingest.inbox import Inbox
 from ingest.metrics import IngestMetrics
 from ingest.mqtt_source import Inbound
@@ -124,15 +124,17 @@ class BatchWriter:
                 conn.close()
 
     def _split(self, taken: list[Inbound]) -> tuple[list[Inbound], list[Inbound]]:
-        """(messages to store here, messages another lane stores)."""
-        if not self._skip_channels:
+        """(messages to store here, messages acknowledged without storing: those another lane stores,
+        and carewatch's own downlink commands, which a ``dev/#`` subscription also receives)."""
+        root = self._policy.topic_root
+        if not self._skip_channels and not any(is_downlink(message.topic, root) for message in taken):
             return taken, []
         keep: list[Inbound] = []
         skip: list[Inbound] = []
-        root = self._policy.topic_root
         for message in taken:
             parsed = parse_topic(message.topic, root)
-            (skip if parsed is not None and parsed[1].value in self._skip_channels else keep).append(message)
+            mine = parsed is not None and parsed[1].value in self._skip_channels
+            (skip if mine or is_downlink(message.topic, root) else keep).append(message)
         return keep, skip
 
     def _collect(self) -> list[Inbound]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
@@ -37,6 +37,11 @@ class ResidentCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
     birth_year: int | None = Field(default=None, ge=1900, le=2100)
     medical_notes: str = Field(default="", max_length=4000)
+    # The resident's own phone, for check-ins by automated call or SMS ("" = none): a mainland mobile
+    # number or E.164.
+    phone: str = Field(default="", pattern=r"^$|^(\+?[1-9]\d{7,14}|1[3-9]\d{9})$")
+    # The language check-ins speak to the resident in.
+    locale: Literal["zh-CN", "en"] = "zh-CN"
 
 
 class HouseholdCreate(_Body):
@@ -164,6 +169,8 @@ class ResidentDetail(_Body):
     # None when the caller's role may not read medical notes (see docs/api.md).
     medical_notes: str | None
     medical_notes_visible: bool
+    phone: str = ""
+    locale: str = "zh-CN"
 
 
 class DeviceProvisioned(DevicePublic):

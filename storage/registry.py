@@ -30,9 +30,17 @@ def insert_household(conn: psycopg.Connection, body: HouseholdCreate) -> str:
     )
     for resident in body.residents:
         conn.execute(
-            "INSERT INTO residents (resident_id, household_id, name, birth_year, medical_notes)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (new_id("res"), household_id, resident.name, resident.birth_year, resident.medical_notes),
+            "INSERT INTO residents (resident_id, household_id, name, birth_year, medical_notes, phone, locale)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                new_id("res"),
+                household_id,
+                resident.name,
+                resident.birth_year,
+                resident.medical_notes,
+                resident.phone,
+                resident.locale,
+            ),
         )
     return household_id
 

@@ -38,7 +38,9 @@ def topic_root_module() -> str:
 
 @pytest.fixture(scope="module")
 def pipeline(mqtt_url: str, database_url: str, topic_root_module: str) -> Iterator[Pipeline]:
-    with running_pipeline(pipeline_settings(topic_root_module), mqtt_url, database_url) as running:
+    # Inactivity checks in with the resident first (nobody presses here): one short attempt, then the page.
+    settings = pipeline_settings(topic_root_module, checkins={"inactivity": {"wait_s": 1, "attempts": 1}})
+    with running_pipeline(settings, mqtt_url, database_url) as running:
         yield running
 
 
@@ -157,6 +159,7 @@ def test_thirteen_quiet_hours_of_meter_readings_raise_inactivity(
 
     delivered = wait_until(lambda: _deliveries_of(receiver, "inactivity"), timeout=30)
     assert delivered[0]["severity"] == "high"
+    assert "by call button; no answer" in str(delivered[0]["evidence"])  # asked the resident first
     alerts = api.get("/alerts", params={"household_id": HOUSEHOLD, "kind": "inactivity"}).json()["items"]
     assert len(alerts) == 1
     # The alert is dated from the device's time, not from when the readings arrived.

@@ -3,9 +3,9 @@
 ``POST /api/v1/checkins/{checkin_id}/answer`` is called by the voice/SMS gateway, not by a person: it
 carries no bearer token but an HMAC-SHA256 signature of the body with the shared callback secret
 (``X-Carewatch-Timestamp`` and ``X-Carewatch-Signature``, the scheme of carewatch's own webhooks,
-``alerting.signing``; five minutes of clock tolerance). A wrong or missing signature is a 401; with no
-secret configured the callback is refused (503) rather than left open. The answer is idempotent: a
-repeated callback finds the check-in answered and changes nothing.
+``alerting.signing``; five minutes of clock tolerance). A wrong or missing signature is a 401, and so is
+any callback when no secret is configured (nothing to verify against: refused, never left open). The
+answer is idempotent: a repeated callback finds the check-in answered and changes nothing.
 
 The reads (``GET /checkins/{id}``, ``GET /households/{id}/checkins``) are scoped like alerts.
 """
@@ -54,9 +54,12 @@ async def answer(
     x_carewatch_signature: Annotated[str, Header(alias=SIGNATURE_HEADER)] = "",
 ) -> CheckinAnswerResult:
     """The resident answered the gateway's call or SMS: 1 ok, 2 help, 3 away (signed by the gateway)."""
+    if not x_carewatch_timestamp or not x_carewatch_signature:
+        raise ProblemError(401, "Unauthorized", "the callback must be signed")
     secret = context.checkin_secret
-    if not secret:
-        raise ProblemError(503, "Not configured", "no check-in callback secret is configured")
+    if not secret:  # nothing to verify against: no signature can be good
+        log.warning("check-in callback refused: CAREWATCH_CHECKIN_SECRET is not set")
+        raise ProblemError(401, "Unauthorized", "check-in callbacks are not configured on this server")
     raw = await request.body()
     if not verify(secret, x_carewatch_timestamp, raw, x_carewatch_signature, now=time.time()):
         log.warning("check-in callback with a bad or stale signature refused")

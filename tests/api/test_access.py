@@ -51,6 +51,7 @@ def test_health_endpoints_are_open_and_everything_else_needs_a_token(server: Ser
         for method, path in operations:
             concrete = path.replace("{alert_id}", "1").replace("{token_id}", "x").replace("{household_id}", "hh-a1")
             concrete = concrete.replace("{caregiver_id}", "cg-fam").replace("{device_id}", "a1-meter")
+            concrete = concrete.replace("{checkin_id}", "Ck-00000000")  # the gateway's callback: signed, else 401
             status = client.request(method.upper(), concrete).status_code
             assert status == 401, (method, concrete, status)
 

@@ -69,6 +69,13 @@ BODY_TESTS: dict[tuple[str, str], str] = {
     ("GET", "/service-levels"): "alerting/test_api.py::test_service_levels_outcomes_and_dead_deliveries",
     ("GET", "/service-levels/outcomes"): "alerting/test_api.py::test_service_levels_outcomes_and_dead_deliveries",
     ("GET", "/deliveries/dead"): "alerting/test_api.py::test_service_levels_outcomes_and_dead_deliveries",
+    (
+        "POST",
+        "/checkins/{checkin_id}/answer",
+    ): "test_checkins_end_to_end.py::test_the_phone_gateway_answer_ok_resolves_it",
+    ("GET", "/checkins/{checkin_id}"): "test_checkins_end_to_end.py::test_the_phone_gateway_answer_ok_resolves_it",
+    ("GET", "/households/{household_id}/checkins"): "test_checkins_end_to_end.py::"
+    "test_the_phone_gateway_answer_ok_resolves_it",
     ("GET", "/healthz"): "api/test_devices_fleet_readings.py::test_readyz_is_503_when_the_database_is_unreachable",
     ("GET", "/readyz"): "api/test_devices_fleet_readings.py::test_readyz_names_the_failing_runtime_check",
 }
@@ -125,6 +132,8 @@ def test_household_and_residents(server: Served, world: World) -> None:
         "birth_year": 1938,
         "medical_notes": "pacemaker",
         "medical_notes_visible": True,
+        "phone": "",
+        "locale": "zh-CN",
     }
     listed = _json(server, world.tokens.op_a, "GET", "/households/hh-a2/residents")
     assert added in listed

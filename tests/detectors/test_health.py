@@ -88,7 +88,10 @@ def test_quiet_window_holds_low_severity_until_morning() -> None:
     e.set_household(HH, HouseholdSettings(quiet=(QuietWindow(time(22), time(7)),)))
     assert e.process([status(at(23), METER, battery_pct=10)]) == []
     # Emergencies are never held.
-    assert [f.kind for f in e.process([event("sos", at(23.5))])] == [AlertKind.SOS]
+    assert [(f.kind, f.action.value) for f in e.process([event("sos", at(23.5))])] == [
+        (AlertKind.SOS, "raise"),
+        (AlertKind.INACTIVITY, "presence"),  # a press is a sign of life too
+    ]
     snap = e.snapshots()
     restored = Engine(DetectorSuiteConfig(), snap)
     restored.set_household(HH, HouseholdSettings(quiet=(QuietWindow(time(22), time(7)),)))
