@@ -124,7 +124,7 @@ function handleEvent(block) {
 
 // ---- alert board -----------------------------------------------------------------------------------
 async function loadBoard() {
-  const query = "status=open&status=notified&status=claimed&limit=500";
+  const query = "status=checking_in&status=open&status=notified&status=claimed&limit=500";
   const page = await api(`/alerts?${query}`);
   state.alerts = new Map(page.items.map((alert) => [alert.alert_id, alert]));
   renderBoard();
@@ -165,9 +165,30 @@ function alertCard(alert) {
     h("h4", {}, `${alert.kind.replaceAll("_", " ")} · `, h("a", { href: `#/household/${encodeURIComponent(alert.household_id)}` }, alert.household_id)),
     h("p", { class: "meta" },
       `#${id} · open ${age(alert.opened_at)} · escalation step ${alert.escalation_level} · `,
-      claimed ? h("span", { class: "badge claimed" }, `claimed by ${alert.claimed_by}`) : h("span", { class: "badge" }, alert.status)),
+      claimed ? h("span", { class: "badge claimed" }, `claimed by ${alert.claimed_by}`)
+        : h("span", { class: `badge ${alert.status === "checking_in" ? "checking" : ""}` }, alert.status.replaceAll("_", " "))),
+    alert.checkin ? checkinLine(alert.checkin, alert.status) : null,
     h("p", { class: "evidence" }, alert.evidence),
     actions);
+}
+
+const CHANNEL_NAMES = { button: "call button", voice: "phone call", resident_sms: "SMS" };
+
+function checkinLine(c, status) {
+  // What the resident was asked and what came of it: while it waits, nobody has been paged yet.
+  const by = c.channels.map((ch) => CHANNEL_NAMES[ch] || ch).join(" and ");
+  const at = (iso) => new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  let text;
+  if (c.status === "waiting" && status === "checking_in") {
+    text = `Asking the resident (${by}): attempt ${c.attempt} of ${c.attempts}; pages the care plan at ${at(c.expires_at)} if nobody answers`;
+  } else if (c.status === "answered") {
+    text = `Resident answered ${c.answer} by ${CHANNEL_NAMES[c.answered_via] || c.answered_via.replaceAll("_", " ")} at ${at(c.answered_at)}`;
+  } else if (c.status === "unanswered") {
+    text = `Checked in with the resident at ${at(c.started_at)} by ${by}: no answer`;
+  } else {
+    text = `Check-in ${c.status}`;
+  }
+  return h("p", { class: "checkin", "data-checkin-status": c.status }, text);
 }
 
 async function claim(alert) {
@@ -200,9 +221,10 @@ async function renderHousehold(householdId) {
   view.replaceChildren(h("p", {}, "Loading…"));
   const id = encodeURIComponent(householdId);
   const since = new Date(Date.now() - 7 * 864e5).toISOString();
-  const [household, residents, plan, devices, alerts] = await Promise.all([
+  const [household, residents, plan, devices, alerts, checkins] = await Promise.all([
     api(`/households/${id}`), api(`/households/${id}/residents`), api(`/households/${id}/care-plan`),
     api(`/devices?household_id=${id}`), api(`/alerts?household_id=${id}&since=${encodeURIComponent(since)}&limit=200`),
+    api(`/households/${id}/checkins`),
   ]);
   const meter = devices.items.find((device) => device.device_type === "water_meter");
   let chart = h("p", { class: "empty" }, "No water meter in this household.");
@@ -227,8 +249,21 @@ async function renderHousehold(householdId) {
       h("h3", { id: "chart-title" }, "Water use per hour, last 7 days"), chart,
       h("p", { class: "legend" }, h("span", { class: "l-use" }, "litres per hour"),
         h("span", { class: "l-band" }, "normal band (10th–90th percentile, last 28 days)"), h("span", { class: "l-alert" }, "alert"))),
+    h("section", { class: "panel", "aria-labelledby": "checkin-title" }, h("h3", { id: "checkin-title" }, "Check-ins with the resident"),
+      checkins.length ? checkinTable(checkins) : h("p", { class: "empty" }, "No check-ins")),
     h("section", { class: "panel", "aria-labelledby": "dev-title" }, h("h3", { id: "dev-title" }, "Devices"), deviceTable(devices.items)),
   );
+}
+
+function checkinTable(checkins) {
+  const when = (iso) => new Date(iso).toLocaleString(undefined, { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  return h("table", { id: "checkins" }, h("caption", { class: "visually-hidden" }, "Check-ins with the resident, newest first"),
+    h("thead", {}, h("tr", {}, ["Asked", "Why", "How", "Attempts", "Result"].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, checkins.map((c) => h("tr", { "data-checkin-status": c.status },
+      h("td", {}, when(c.started_at)), h("td", {}, c.kind.replaceAll("_", " ")),
+      h("td", {}, c.channels.map((ch) => CHANNEL_NAMES[ch] || ch).join(", ")), h("td", {}, `${c.attempt} of ${c.attempts}`),
+      h("td", {}, c.status === "answered" ? `${c.answer} (${CHANNEL_NAMES[c.answered_via] || c.answered_via.replaceAll("_", " ")})`
+        : c.status === "unanswered" ? "no answer: care plan paged" : c.status)))));
 }
 
 function deviceTable(devices) {

@@ -100,6 +100,15 @@ def test_claim_resolve_live_update_and_chart(
             conn, [finding("hh-a1", AlertKind.SERVICE_REQUEST, Severity.NORMAL, now)], now, AlertingConfig()
         )
     expect(page.locator(f'li.card[data-alert-id="{new_id}"]')).to_be_visible(timeout=10_000)
+    # A routine alert asks the resident first (hh-a1 has a call button): the board says so, live.
+    with psycopg.connect(database_url) as conn:
+        (asking,) = apply_findings(
+            conn, [finding("hh-a1", AlertKind.ROUTINE_MISSED, Severity.HIGH, now)], now, AlertingConfig()
+        )
+    checking = page.locator(f'li.card[data-alert-id="{asking}"]')
+    expect(checking).to_be_visible(timeout=10_000)
+    expect(checking.locator(".badge")).to_have_text("checking in")
+    expect(checking.locator(".checkin")).to_contain_text("Asking the resident (call button): attempt 1 of 2")
 
     # The board with a claimed and a live-arrived alert: checked not blank, kept for the README.
     DOC_IMAGES.mkdir(parents=True, exist_ok=True)
@@ -123,6 +132,7 @@ def test_claim_resolve_live_update_and_chart(
     expect(page.locator(".chart svg rect.bar").first).to_be_attached()
     expect(page.locator(".chart svg polygon.band")).to_have_count(1)
     expect(page.locator(".chart svg line.marker").first).to_be_attached()
+    expect(page.locator("#checkins tbody tr[data-checkin-status=waiting]")).to_contain_text("routine missed")
     household = page.screenshot(path=_shot_path(tmp_path, "household.png"), full_page=True)
     assert png_pixel_spread(household)[1] > 5
     assert errors == []
