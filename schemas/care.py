@@ -111,6 +111,14 @@ class ServiceLevelRow(_Body):
 
     group: str
     alerts: int
+    # Alerts that asked people to act (the rest were answered by the resident at their check-in).
+    pages: int = 0
+    # Alerts that checked in with the resident first, and how the resident answered.
+    checkins: int = 0
+    checkins_ok: int = 0
+    checkins_help: int = 0
+    checkins_away: int = 0
+    checkins_unanswered: int = 0
     critical: int
     critical_claimed_60s: float | None
     critical_claimed_180s: float | None
@@ -135,3 +143,7 @@ class DetectorOutcomes(_Body):
     resolved: int
     outcomes: dict[Outcome, int]
     false_alarm_rate: float | None
+    # Of them, paged to people (not answered by the resident at a check-in), and their false-alarm rate:
+    # the burden on volunteers.
+    paged: int = 0
+    paged_false_alarm_rate: float | None = None

@@ -1,8 +1,10 @@
 """Service-level figures straight from the alerts and the outbox. Never commits.
 
-Times are measured from ``opened_at`` (when carewatch opened the alert): to the first successful
+Times are measured from ``paged_at`` (when people were first asked to act: when carewatch opened the
+alert, or when its check-in with the resident ended without an "I am fine"): to the first successful
 delivery (``first_notified_at``), to the claim, and to the resolution. An alert resolved without a
-claim counts as answered at its resolution (a person dealt with it). Per caregiver means: the alerts
+claim counts as answered at its resolution (a person dealt with it). Alerts the resident answered at
+their check-in never paged anyone: they count as check-ins, not in the times. Per caregiver means: the alerts
 that caregiver was asked to act on (any step, not claim notices), whoever then claimed them.
 """
 
@@ -18,6 +20,12 @@ GroupBy = Literal["district", "caregiver"]
 
 _FIGURES = """
     count(*) AS alerts,
+    count(*) FILTER (WHERE paged) AS pages,
+    count(*) FILTER (WHERE checkin_status IS NOT NULL) AS checkins,
+    count(*) FILTER (WHERE checkin_answer = 'ok') AS checkins_ok,
+    count(*) FILTER (WHERE checkin_answer = 'help') AS checkins_help,
+    count(*) FILTER (WHERE checkin_answer = 'away') AS checkins_away,
+    count(*) FILTER (WHERE checkin_status = 'unanswered') AS checkins_unanswered,
     count(*) FILTER (WHERE severity = 'critical') AS critical,
     count(*) FILTER (WHERE severity = 'critical' AND answered_s <= 60) AS critical_60,
     count(*) FILTER (WHERE severity = 'critical' AND answered_s <= 180) AS critical_180,
@@ -29,11 +37,14 @@ _FIGURES = """
 """
 
 _TIMED = """
-    SELECT a.alert_id, a.severity, h.district,
-        extract(epoch FROM a.first_notified_at - a.opened_at) AS notified_s,
-        extract(epoch FROM coalesce(a.claimed_at, a.resolved_at) - a.opened_at) AS answered_s,
-        extract(epoch FROM a.resolved_at - a.opened_at) AS resolved_s
-    FROM alerts a JOIN households h USING (household_id)
+    SELECT a.alert_id, h.district, a.paged_at IS NOT NULL AS paged,
+        -- service levels are about paged alerts: the others have no severity here (counted as check-ins)
+        CASE WHEN a.paged_at IS NOT NULL THEN a.severity END AS severity,
+        extract(epoch FROM a.first_notified_at - a.paged_at) AS notified_s,
+        extract(epoch FROM coalesce(a.claimed_at, a.resolved_at) - a.paged_at) AS answered_s,
+        extract(epoch FROM a.resolved_at - a.paged_at) AS resolved_s,
+        c.status AS checkin_status, c.answer AS checkin_answer
+    FROM alerts a JOIN households h USING (household_id) LEFT JOIN checkins c USING (alert_id)
     WHERE a.opened_at >= %(since)s AND a.opened_at < %(until)s
         AND (%(district)s::text IS NULL OR h.district = %(district)s)
 """
@@ -58,12 +69,14 @@ def service_levels(
 def outcomes_by_detector(
     conn: psycopg.Connection, *, since: datetime, until: datetime, district: str | None = None
 ) -> list[dict[str, Any]]:
-    """(detector, outcome, count) of alerts resolved in the period."""
+    """(detector, outcome, paged, count) of alerts resolved in the period (``paged``: people were asked
+    to act; not when the resident answered the check-in)."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT a.detector, a.outcome, count(*) AS n FROM alerts a JOIN households h USING (household_id)"
+            "SELECT a.detector, a.outcome, a.paged_at IS NOT NULL AS paged, count(*) AS n"
+            " FROM alerts a JOIN households h USING (household_id)"
             " WHERE a.status = 'resolved' AND a.resolved_at >= %s AND a.resolved_at < %s"
             " AND (%s::text IS NULL OR h.district = %s)"
-            " GROUP BY a.detector, a.outcome ORDER BY a.detector, a.outcome",
+            " GROUP BY a.detector, a.outcome, paged ORDER BY a.detector, a.outcome, paged",
             (since, until, district, district),
         ).fetchall()

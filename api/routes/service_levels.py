@@ -64,6 +64,12 @@ def service_levels(
             ServiceLevelRow(
                 group=row["grp"],
                 alerts=row["alerts"],
+                pages=row["pages"],
+                checkins=row["checkins"],
+                checkins_ok=row["checkins_ok"],
+                checkins_help=row["checkins_help"],
+                checkins_away=row["checkins_away"],
+                checkins_unanswered=row["checkins_unanswered"],
                 critical=row["critical"],
                 critical_claimed_60s=_share(row["critical_60"], row["critical"]),
                 critical_claimed_180s=_share(row["critical_180"], row["critical"]),
@@ -92,17 +98,33 @@ def outcomes(
 ) -> list[DetectorOutcomes]:
     start, end = _period(context, since, until)
     per: dict[str, dict[Outcome, int]] = {}
+    paged: dict[str, dict[Outcome, int]] = {}
     for row in store.outcomes_by_detector(conn, since=start, until=end, district=_district(principal)):
-        per.setdefault(row["detector"], {})[Outcome(row["outcome"])] = row["n"]
+        outcome = Outcome(row["outcome"])
+        counts = per.setdefault(row["detector"], {})
+        counts[outcome] = counts.get(outcome, 0) + row["n"]
+        if row["paged"]:
+            paged_counts = paged.setdefault(row["detector"], {})
+            paged_counts[outcome] = paged_counts.get(outcome, 0) + row["n"]
     result = []
     for detector, counts in sorted(per.items()):
-        counted = sum(n for outcome, n in counts.items() if outcome is not Outcome.TEST)
-        false = sum(n for outcome, n in counts.items() if outcome in FALSE_ALARM_OUTCOMES)
-        rate = None if detector in NOT_DETECTORS else _share(false, counted)
+        of_pages = paged.get(detector, {})
         result.append(
-            DetectorOutcomes(detector=detector, resolved=sum(counts.values()), outcomes=counts, false_alarm_rate=rate)
+            DetectorOutcomes(
+                detector=detector,
+                resolved=sum(counts.values()),
+                outcomes=counts,
+                false_alarm_rate=None if detector in NOT_DETECTORS else _false_rate(counts),
+                paged=sum(of_pages.values()),
+                paged_false_alarm_rate=None if detector in NOT_DETECTORS else _false_rate(of_pages),
+            )
         )
     return result
+
+
+def _false_rate(counts: dict[Outcome, int]) -> float | None:
+    counted = sum(n for outcome, n in counts.items() if outcome is not Outcome.TEST)
+    return _share(sum(n for outcome, n in counts.items() if outcome in FALSE_ALARM_OUTCOMES), counted)
 
 
 @router.get("/deliveries/dead")

@@ -20,6 +20,7 @@ from alerting.away import raise_away_followups
 from alerting.service import AlertingConfig, apply_findings, claim_alert, escalate_due, resolve_alert
 from schemas.findings import Finding, FindingAction, PresenceSignal
 from schemas.kinds import AlertKind, CheckinAnswer, Outcome
+from storage import service_levels
 from tests.alerting.helpers import T0, Clock, Member, finding, open_alert, provision, timeline_actions
 
 pytestmark = pytest.mark.services
@@ -324,3 +325,25 @@ def test_a_person_claiming_or_resolving_during_the_check_in_ends_it(conn: psycop
     assert checkin_of(conn, resolved)["status"] == "cancelled"
     assert [row[3] for row in outbox(conn, resolved)] == ["cancelled", "cancelled"]
     assert tick(conn, clock.advance(hours=1)) == 0
+
+
+def test_service_levels_count_pages_and_check_ins_and_time_pages_from_the_page(conn: psycopg.Connection) -> None:
+    answered_home, silent_home = home(conn), home(conn)
+    answered = open_alert(conn, finding(answered_home, AlertKind.INACTIVITY), T0, CONFIG)
+    silent = open_alert(conn, finding(silent_home, AlertKind.INACTIVITY), T0, CONFIG)
+    sos = open_alert(conn, finding(answered_home, AlertKind.SOS), T0, CONFIG)
+    with conn.transaction():
+        checkins.answer(conn, checkin_of(conn, answered)["checkin_id"], CheckinAnswer.OK, "voice", T0, T0, CONFIG)
+    tick(conn, T0 + WAIT)
+    tick(conn, T0 + 2 * WAIT)  # the silent home's check-in ends: paged at T0 + 20 min
+    with conn.transaction():
+        claim_alert(conn, silent, f"vol-{silent_home}", T0 + 2 * WAIT + timedelta(minutes=5), CONFIG)
+        claim_alert(conn, sos, f"vol-{answered_home}", T0 + timedelta(seconds=40), CONFIG)
+    [row] = service_levels.service_levels(
+        conn, since=T0 - timedelta(hours=1), until=T0 + timedelta(hours=1), group_by="district"
+    )
+    assert {key: row[key] for key in ("alerts", "pages", "checkins", "checkins_ok", "checkins_unanswered")} == {
+        "alerts": 3, "pages": 2, "checkins": 2, "checkins_ok": 1, "checkins_unanswered": 1,
+    }  # fmt: skip
+    # The silent home's alert was claimed 5 min after its page (not 25 min after it opened): within 15 min.
+    assert (row["high"], row["high_900"], row["critical"], row["critical_60"]) == (1, 1, 1, 1)
