@@ -95,7 +95,7 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
-    from detectors.backtest_cli import run_backtest_command
+    from carewatch.backtest_cli import run_backtest_command
 
     return run_backtest_command(args, _require(settings.database_url, "CAREWATCH_DATABASE_URL"))
 
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=_cmd_simulate)
 
     backtest = commands.add_parser("backtest", help="replay stored history through the detectors")
-    from detectors.backtest_cli import add_backtest_arguments
+    from carewatch.backtest_cli import add_backtest_arguments
 
     add_backtest_arguments(backtest)
     backtest.set_defaults(handler=_cmd_backtest)

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from detectors.backtest_cli import add_backtest_arguments, run_backtest_command
+from carewatch.backtest_cli import add_backtest_arguments, run_backtest_command
 from storage import history
 from tests.detectors.helpers import at
 
@@ -96,6 +96,15 @@ def test_backtest_counts_per_household_and_detector(filled: str, capsys: pytest.
         ("hB", "health_offline", "device_offline"): 1,
     }
     assert "2 households" in out
+    # With check-ins on: hA's inactivity would ask the resident first; water came back at 19:00, long
+    # after the check-in (the backstop fired at 17:45), so it pages unless she answers; hB's sos pages
+    # at once, and so does its offline button (not a check-in kind).
+    table = out.split("check-ins (")[1].splitlines()
+    assert [line.split() for line in table[2:]] == [
+        ["hA", "1", "0", "1", "0"],
+        ["hB", "0", "0", "0", "2"],
+        ["total", "1", "0", "1", "2"],
+    ]
 
 
 def test_backtest_overrides_and_household_filter(filled: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,7 +21,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from detectors.backtest import replay
+from alerting.checkin_policy import CheckinConfig
+from alerting.checkins import ANSWERS
+from detectors.backtest import CheckinModel, CheckinTally, replay
 from detectors.config import DetectorSuiteConfig, HouseholdSettings
 from storage import history
 
@@ -104,4 +106,31 @@ def run_backtest_command(args: argparse.Namespace, conninfo: str) -> int:
     result = replay(records, devices, settings, config_from_args(args), count_from=args.start)
     _out(f"backtest {args.start.isoformat()} .. {end.isoformat()} (warm-up from {load_from.isoformat()})")
     _out(result.table())
+    _out("")
+    _out(checkin_table(result.checkins(checkin_model(), count_from=args.start)))
     return 0
+
+
+def checkin_model() -> CheckinModel:
+    """The fleet's default check-in policy as the backtest models it: the longest check-in's window."""
+    config = CheckinConfig()
+    kinds = frozenset(config.policies)
+    window = max((policy.total for policy in config.policies.values()), default=timedelta(0))
+    return CheckinModel(kinds=kinds, window=window, answers=ANSWERS)
+
+
+def checkin_table(tally: dict[str, CheckinTally]) -> str:
+    """Per household: check-ins, those a sign of life in the data answered, and pages otherwise."""
+    lines = [
+        "check-ins (the resident is asked first; answers by button or phone are not in the data):",
+        f"{'household':<20} {'check-ins':>9} {'answered by use/press':>22} {'pages if unanswered':>20}"
+        f" {'paged at once':>14}",
+    ]
+    for household, row in sorted(tally.items()):
+        lines.append(
+            f"{household:<20} {row.checkins:>9} {row.answered_by_presence:>22} {row.pages_if_unanswered:>20}"
+            f" {row.paged_directly:>14}"
+        )
+    total = [sum(getattr(row, name) for row in tally.values()) for name in CheckinTally.__slots__]
+    lines.append(f"{'total':<20} {total[0]:>9} {total[1]:>22} {total[2]:>20} {total[3]:>14}")
+    return "\n".join(lines)
