@@ -9,7 +9,12 @@
    once, then live at ``speed`` simulated seconds per real second. Scripted incidents: a resident who
    stopped using water 12 h 20 min before the live moment, an emergency press and a kitchen smoke alarm
    within the first real minute.
-4. Print each alert as it reaches a caregiver; stop on Ctrl-C or after ``--for`` seconds and print a
+4. Inactivity, routine and continuous-flow alerts ask the resident first (check-ins): every home's call
+   button answers through a simulated responder and every resident's phone through a fake voice/SMS
+   gateway, with the evaluation's response model (a resident who is fine answers 80 % of first
+   attempts, 50 % of second ones; the fallen resident never answers). Waits are 15 s here (10 min in
+   production), so an unanswered check-in pages within the demo's first minute.
+5. Print each alert as it reaches a caregiver; stop on Ctrl-C or after ``--for`` seconds and print a
    summary whose last line is ``demo: alerts=<n> delivered=<n>``.
 """
 
@@ -26,19 +31,24 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from api.auth import create_token
 from carewatch import embedded
+from carewatch.provision import CareTeam, provision_fleet, resident_phone
 from carewatch.runtime import Pipeline
 from carewatch.settings import Settings
 from carewatch.webhook_receiver import ReceivedDelivery, WebhookReceiver
+from simulator.answers import ResidentAnswers
 from simulator.demo import demo_fleet, demo_scenarios
 from simulator.fleet import Fleet
 from simulator.pacing import Pacer, drive
-from simulator.provision import CareTeam, provision_fleet
+from simulator.phone_gateway import FakePhoneGateway
 from simulator.publisher import DevicePublisher, MqttTarget
+from simulator.responder import CheckinResponder
+from simulator.scenarios import ScenarioKind
 from simulator.timefmt import to_ms
 from storage import migrate
 
@@ -47,6 +57,7 @@ log = logging.getLogger(__name__)
 DEMO_SEED = 2026
 DEMO_DISTRICT = "Changning"
 HOMES_PER_VOLUNTEER = 5
+DEMO_CHECKIN_WAIT_S = 15
 
 
 def run_demo(settings: Settings, *, duration_s: float | None, homes: int, speed: float) -> int:
@@ -63,10 +74,17 @@ def run_demo(settings: Settings, *, duration_s: float | None, homes: int, speed:
         live_start = datetime.now(UTC).replace(microsecond=0)
         fleet = demo_fleet(homes, DEMO_SEED, live_start)
         _provision(database_url, fleet, receiver)
+        incidents = demo_scenarios(fleet, live_start, speed=speed)
 
         if not settings.mqtt_url and not settings.database_url and settings.api_port == 8080:
             settings = settings.model_copy(update={"api_port": _port_or_free(settings.api_port)})
         settings = settings.model_copy(update={"mqtt_client_id": f"carewatch-demo-{secrets.token_hex(3)}"})
+        answers = ResidentAnswers(
+            down=frozenset(fleet.homes[i.home].household_id for i in incidents if i.kind is ScenarioKind.FALL),
+            seed=DEMO_SEED,
+        )
+        gateway = stack.enter_context(_gateway(fleet, answers))
+        settings = settings.model_copy(update=_checkin_settings(settings, gateway))
         pipeline = Pipeline(settings=settings, mqtt_url=mqtt_url, database_url=database_url)
         pipeline.start()
         token = _operator_token(database_url)
@@ -79,6 +97,18 @@ def run_demo(settings: Settings, *, duration_s: float | None, homes: int, speed:
         print(
             f"demo: {homes} homes; incidents: inactivity (backfilled), sos at ~10 s, smoke alarm at ~20 s", flush=True
         )
+        responder = CheckinResponder(
+            target=MqttTarget.from_url(mqtt_url.split("?", maxsplit=1)[0]),
+            topic_root=settings.topic_root,
+            households={
+                d.device_id: home.household_id
+                for home in fleet.homes
+                for d in home.devices
+                if d.device_type == "call_button"
+            },
+            answers=answers,
+        ).start()
+        stack.callback(responder.stop)
 
         stop = threading.Event()
         publisher = threading.Thread(
@@ -113,6 +143,27 @@ def _provision(database_url: str, fleet: Fleet, receiver: WebhookReceiver) -> No
         provision_fleet(conn, fleet, district=DEMO_DISTRICT, team=team)
 
 
+@contextlib.contextmanager
+def _gateway(fleet: Fleet, answers: ResidentAnswers) -> Iterator[FakePhoneGateway]:
+    """The residents' phones: a fake voice/SMS gateway that answers check-ins as the residents would."""
+    phones = {resident_phone(home.index): home.household_id for home in fleet.homes}
+    gateway = FakePhoneGateway(secret=secrets.token_hex(16), answers=answers, households=phones).start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def _checkin_settings(settings: Settings, gateway: FakePhoneGateway) -> dict[str, Any]:
+    wait = {"wait_s": DEMO_CHECKIN_WAIT_S}
+    return {
+        "checkins": {"inactivity": wait, "routine_missed": wait, "continuous_flow": wait},
+        "checkin_gateway_url": gateway.url,
+        "checkin_secret": gateway.secret,
+        "checkin_callback_base_url": f"http://{settings.api_host}:{settings.api_port}",
+    }
+
+
 def _operator_token(database_url: str) -> str:
     """A token for the demo district's operator, so a newcomer can log in and call the API at once."""
     with psycopg.connect(database_url) as conn:  # the with-block commits
@@ -122,7 +173,7 @@ def _operator_token(database_url: str) -> str:
 def _publish(
     fleet: Fleet, mqtt_url: str, topic_root: str, live_start: datetime, speed: float, stop: threading.Event
 ) -> None:
-    incidents = demo_scenarios(fleet, live_start, speed=speed)
+    incidents = demo_scenarios(fleet, live_start, speed=speed)  # the same, pure: the publisher's copy
     simulation = fleet.simulate(timedelta(days=2), scenarios=incidents, topic_root=topic_root)
     publisher = DevicePublisher(
         MqttTarget.from_url(mqtt_url.split("?", maxsplit=1)[0]), simulation.devices, topic_root=topic_root
@@ -166,8 +217,14 @@ def _summary(database_url: str, receiver: WebhookReceiver) -> int:
         ).fetchall()
         rejects = conn.execute("SELECT count(*) FROM rejects").fetchone()
         stored = conn.execute("SELECT count(*) FROM message_receipts").fetchone()
+        checkins = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'answered'),"
+            " count(*) FILTER (WHERE status = 'unanswered') FROM checkins"
+        ).fetchone()
     alerts = sum(row[1] for row in rows)
     delivered = sum(row[2] for row in rows)
+    if checkins:
+        print(f"demo: check-ins={checkins[0]} answered={checkins[1]} unanswered (paged)={checkins[2]}")
     print(
         f"demo: messages stored={stored[0] if stored else 0} rejected={rejects[0] if rejects else 0}"
         f" notifications received={len(receiver.deliveries)}"

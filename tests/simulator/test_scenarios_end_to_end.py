@@ -4,7 +4,7 @@ One pipeline for the module (real broker and database from the fixtures). Each c
 seeded fleet (``HOMES`` homes, ids prefixed with the case name) with one incident injected into a home
 with a live meter and no routine absence, simulated over ``SPAN`` ending ``END_MARGIN`` before the
 wall clock, so every device timestamp is in the past and the incident is complete. The fleets are
-provisioned (``simulator.provision``), the announced absences written into the households' settings
+provisioned (``carewatch.provision``), the announced absences written into the households' settings
 (which is how ``away_trip:announced=yes`` is told to carewatch: there is no API route for away periods
 yet), the pipeline started, and all simulations published at ``speed=max`` on one shared connection.
 
@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from carewatch.provision import announce_absences, provision_fleet
 from detectors import DetectorSuiteConfig, Engine
 from ingest.decode import DecodePolicy, decode
 from schemas.findings import Finding, FindingAction
@@ -39,7 +40,6 @@ from schemas.kinds import AlertKind
 from simulator import Fleet, Incident, ScenarioKind, Simulation, TruthRecord
 from simulator.devices import MeterMode
 from simulator.pacing import Pacer, drive
-from simulator.provision import announce_absences, provision_fleet
 from simulator.publisher import MqttTarget, SharedPublisher
 from simulator.timefmt import HOUR_MS, MINUTE_MS, from_ms, to_ms
 from tests.support import pipeline_settings, running_pipeline, wait_until

@@ -1,9 +1,9 @@
 """Provisioning a simulated fleet in carewatch's registry, and announcing its absences.
 
-This is the one simulator module that writes to carewatch's database (``publisher.py`` is the one that
-talks MQTT). It goes straight through ``storage.registry`` on a caller's psycopg connection, inside
-one transaction, so a tester, the demo (``carewatch.demo``) and the end-to-end tests provision a fleet
-the same way:
+It lives in the composition root, not in the simulator: it is I/O, joining the simulator's pure fleet
+to carewatch's registry. It goes straight through ``storage.registry`` on a caller's psycopg
+connection, inside one transaction, so a tester, the demo (``carewatch.demo``) and the end-to-end tests
+provision a fleet the same way:
 
 - ``provision_fleet(conn, fleet, ...)``: one household per home (with one resident) and its devices;
   optionally a care plan per home (a volunteer for every ``homes_per_volunteer`` homes, a committee
@@ -72,7 +72,7 @@ def provision_fleet(
                     household_id=home.household_id,
                     name=f"Home {home.index + 1}",
                     district=district,
-                    residents=[ResidentCreate(name=f"Resident {home.index + 1}")],
+                    residents=[ResidentCreate(name=f"Resident {home.index + 1}", phone=resident_phone(home.index))],
                 ),
             )
             if team is not None:
@@ -98,6 +98,11 @@ def provision_fleet(
                         expected_interval_s=device.expected_interval_s,
                     ),
                 )
+
+
+def resident_phone(index: int) -> str:
+    """The simulated resident's mobile number (for check-ins by phone; a fake gateway answers it)."""
+    return f"139{index:08d}"
 
 
 def announced_absences(truth: Iterable[TruthRecord]) -> dict[str, list[dict[str, str]]]:
