@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -29,22 +28,30 @@ from pydantic import ValidationError
 from alerting.channels import Delivery, DeliveryResult
 from alerting.service import AlertError, AlertingConfig, claim_alert, decline_alert
 from schemas.alerts import AppReply, ReplyAction
+from schemas.mqtt_endpoint import MqttEndpoint
 from storage import alerts as store
 
 log = logging.getLogger(__name__)
 
 
 def mqtt_address(mqtt_url: str) -> tuple[str, int]:
-    parts = urlsplit(mqtt_url)
-    if parts.scheme not in {"mqtt", "tcp"} or not parts.hostname:
-        raise ValueError(f"not an mqtt://host:port URL: {mqtt_url!r}")
-    return parts.hostname, parts.port or 1883
+    endpoint = MqttEndpoint.parse(mqtt_url)
+    return endpoint.host, endpoint.port
 
 
-def mqtt_client(prefix: str) -> mqtt.Client:
-    return mqtt.Client(
+def mqtt_client(prefix: str, mqtt_url: str | None = None) -> mqtt.Client:
+    """An MQTT 3.1.1 client with a unique id; with ``mqtt_url``, its login and TLS set from the URL."""
+    client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"{prefix}-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311
     )
+    if mqtt_url is not None:
+        endpoint = MqttEndpoint.parse(mqtt_url)
+        if endpoint.username is not None:
+            client.username_pw_set(endpoint.username, endpoint.password)
+        context = endpoint.ssl_context()
+        if context is not None:
+            client.tls_set_context(context)
+    return client
 
 
 class AppChannel:
@@ -53,7 +60,7 @@ class AppChannel:
     def __init__(self, *, mqtt_url: str, topic_root: str, timeout_s: float = 5.0) -> None:
         self._root = topic_root.rstrip("/")
         self._timeout_s = timeout_s
-        self._client = mqtt_client("carewatch-app-push")
+        self._client = mqtt_client("carewatch-app-push", mqtt_url)
         host, port = mqtt_address(mqtt_url)
         self._client.connect_async(host, port)
         self._client.loop_start()
@@ -98,7 +105,7 @@ class AppReplyListener:
         self._conn: psycopg.Connection | None = None
         self.subscribed = threading.Event()
         self.handled = 0
-        self._client = mqtt_client("carewatch-app-replies")
+        self._client = mqtt_client("carewatch-app-replies", mqtt_url)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message

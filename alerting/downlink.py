@@ -24,7 +24,7 @@ class ButtonChannel:
     def __init__(self, *, mqtt_url: str, topic_root: str, timeout_s: float = 5.0) -> None:
         self._root = topic_root.rstrip("/")
         self._timeout_s = timeout_s
-        self._client = mqtt_client("carewatch-downlink")
+        self._client = mqtt_client("carewatch-downlink", mqtt_url)
         host, port = mqtt_address(mqtt_url)
         self._client.connect_async(host, port)
         self._client.loop_start()

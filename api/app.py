@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 from alerting.service import AlertingConfig
 from api import problems
 from api.auth import get_principal
+from api.broker import BrokerAccess, NoBroker
 from api.deps import ApiContext
 from api.feed import AlertFeed
 from api.health import ReadinessCheck, database_check, dispatcher_backlog_check, run_checks
@@ -29,6 +30,7 @@ from api.routes import (
     admin,
     alert_actions,
     alerts,
+    app_credentials,
     care_plans,
     caregivers,
     checkins,
@@ -66,6 +68,7 @@ def create_app(
     readiness_checks: Sequence[ReadinessCheck] = (),
     feed_poll_s: float = 1.0,
     checkin_secret: str | None = None,
+    broker: BrokerAccess | None = None,
 ) -> FastAPI:
     """The app. ``readiness_checks`` are added to the database and dispatcher checks of ``/readyz``."""
     app = FastAPI(
@@ -79,6 +82,7 @@ def create_app(
         clock=clock,
         on_alert_changed=on_alert_changed,
         checkin_secret=checkin_secret,
+        broker=broker or NoBroker(),
     )
     conninfo = pool.conninfo if isinstance(pool.conninfo, str) else pool.conninfo()
     app.state.feed = AlertFeed(conninfo=conninfo, poll_s=feed_poll_s)
@@ -90,6 +94,7 @@ def create_app(
         households,
         household_settings,
         caregivers,
+        app_credentials,
         devices,
         readings,
         stream,

@@ -6,7 +6,7 @@ Everything comes from ``app.state``, set once by ``create_app``: no module-level
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from psycopg_pool import ConnectionPool
 
 from alerting.service import AlertingConfig
+from api.broker import BrokerAccess, NoBroker
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,8 @@ class ApiContext:
     on_alert_changed: Callable[[int], None]
     # Shared with the phone gateway: it signs its check-in answer callbacks with it (None: refused).
     checkin_secret: str | None = None
+    # Where MQTT login changes go after they are committed (api.broker).
+    broker: BrokerAccess = field(default_factory=NoBroker)
 
 
 def get_context(request: Request) -> ApiContext:

@@ -6,6 +6,7 @@ Subcommands:
   demo           the whole system with a simulated fleet; embedded broker/database when no URL is set
   simulate       publish (or write) a simulated fleet
   backtest       replay stored history through the detectors and count the alerts they would raise
+  broker         sync: reconcile the MQTT broker's access control with the registry; dynsec-config
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def _cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(sig, lambda *_: stop.set())
     # The MQTT URL is needed only to push to the caregiver app.
     mqtt_url = _require(settings.mqtt_url, "CAREWATCH_MQTT_URL") if settings.app_channel else ""
+    if mqtt_url:
+        from carewatch.broker.endpoints import service_mqtt_url
+        from carewatch.broker.roles import Service
+
+        mqtt_url = service_mqtt_url(settings, mqtt_url, Service.DISPATCHER)
     run_dispatcher(settings, mqtt_url, database_url, stop)
     return 0
 
@@ -98,6 +104,12 @@ def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from carewatch.backtest_cli import run_backtest_command
 
     return run_backtest_command(args, _require(settings.database_url, "CAREWATCH_DATABASE_URL"))
+
+
+def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.broker.commands import run
+
+    return run(args, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_backtest_arguments(backtest)
     backtest.set_defaults(handler=_cmd_backtest)
+
+    broker = commands.add_parser("broker", help="the MQTT broker's access control (docs/operations.md, Security)")
+    from carewatch.broker.commands import add_arguments as add_broker_arguments
+
+    add_broker_arguments(broker)
+    broker.set_defaults(handler=_cmd_broker)
     return parser
 
 

@@ -69,7 +69,8 @@ def channels_from_settings(settings: Settings, mqtt_url: str) -> dict[str, Chann
 
 def checkin_callback_base(settings: Settings) -> str:
     """Where the phone gateway sends the resident's answer: the API as the gateway reaches it."""
-    return settings.checkin_callback_base_url or f"http://{settings.api_host}:{settings.api_port}"
+    scheme = "https" if settings.api_tls_cert_file else "http"
+    return settings.checkin_callback_base_url or f"{scheme}://{settings.api_host}:{settings.api_port}"
 
 
 def build_dispatcher(settings: Settings, database_url: str, channels: dict[str, Channel]) -> Dispatcher:

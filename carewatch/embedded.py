@@ -203,6 +203,11 @@ def start_mosquitto(workdir: Path, *, binary: Path | None = None, attempts: int 
         if _wait_for_port(port, proc):
             url = f"mqtt://{_LOOPBACK}:{port}"
             log.info("embedded MQTT broker: mosquitto %s (pid %d) at %s, config %s", binary, proc.pid, url, conf)
+            log.warning(
+                "embedded MQTT broker at %s allows anonymous clients (loopback only, for the demo and tests);"
+                " production brokers refuse them: deploy/mosquitto/carewatch.conf",
+                url,
+            )
             return EmbeddedService(
                 kind="mosquitto", url=url, workdir=brokerdir, stop=functools.partial(_stop_process, proc, "mosquitto")
             )
@@ -277,6 +282,7 @@ def start_amqtt(workdir: Path) -> EmbeddedService:
     # The query tells carewatch's MQTT clients to speak 3.1.1 (amqtt has no MQTT 5).
     url = f"mqtt://{_LOOPBACK}:{port}?protocol=3.1.1"
     log.info("embedded MQTT broker: amqtt (in-process, MQTT 3.1.1, in-memory) at %s", url)
+    log.warning("embedded MQTT broker at %s allows anonymous clients (loopback only, demo and tests)", url)
     return EmbeddedService(kind="amqtt", url=url, workdir=workdir, stop=stop)
 
 

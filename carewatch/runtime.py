@@ -30,6 +30,8 @@ from alerting.channels import Channel
 from alerting.dispatcher import Dispatcher
 from api.app import create_app
 from api.feed import AlertFeed
+from carewatch.broker.endpoints import live_broker, service_mqtt_url
+from carewatch.broker.roles import Service
 from carewatch.detector_runner import DetectorRunner
 from carewatch.dispatch_process import (
     DispatcherProcess,
@@ -80,6 +82,11 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.metrics = CollectorRegistry()
+        # Each service logs in to the broker as itself (carewatch.broker.endpoints; docs/operations.md).
+        ingest_url = service_mqtt_url(settings, mqtt_url, Service.INGEST)
+        dispatch_url = service_mqtt_url(settings, mqtt_url, Service.DISPATCHER)
+        self.broker = live_broker(settings, mqtt_url)
+        self._broker_stop = threading.Event()
         self.alerting = alerting_from_settings(settings)
         # The dispatcher runs in its own process unless channels are injected (tests with fakes): off the
         # ingest's GIL, a notification goes out in milliseconds under load (carewatch.dispatch_process).
@@ -87,14 +94,14 @@ class Pipeline:
         self.dispatcher: Dispatcher | None = None
         self.channels: dict[str, Channel] = {}
         if settings.dispatch_process and channels is None:
-            self.dispatcher_process = DispatcherProcess(settings, mqtt_url, database_url)
+            self.dispatcher_process = DispatcherProcess(settings, dispatch_url, database_url)
         else:
-            self.channels = channels or channels_from_settings(settings, mqtt_url)
+            self.channels = channels or channels_from_settings(settings, dispatch_url)
             self.dispatcher = build_dispatcher(settings, database_url, self.channels)
         # Claim/decline replies from the caregiver app over MQTT.
         self.replies = (
             alerting_setup.reply_listener(
-                mqtt_url=mqtt_url,
+                mqtt_url=dispatch_url,
                 topic_root=settings.topic_root,
                 conninfo=database_url,
                 config=self.alerting,
@@ -117,7 +124,7 @@ class Pipeline:
         if settings.ingest_process:
             self.ingest = IngestProcess(
                 config=ingest_config(settings),
-                mqtt_url=mqtt_url,
+                mqtt_url=ingest_url,
                 database_url=database_url,
                 on_committed=self.detectors.submit_records,
                 on_restarted=self.detectors.replay_recent,
@@ -129,7 +136,7 @@ class Pipeline:
         else:
             self.ingest = IngestService(
                 config=ingest_config(settings),
-                mqtt_url=mqtt_url,
+                mqtt_url=ingest_url,
                 database_url=database_url,
                 on_committed=self.detectors.submit,
                 registry=self.metrics,
@@ -141,6 +148,7 @@ class Pipeline:
         self._server: uvicorn.Server | None = None
         self._app_feed: AlertFeed | None = None
         self._threads: list[threading.Thread] = []
+        self._database_url = database_url
 
     def _wake_dispatcher(self) -> None:
         # In-process only; a dispatcher process is woken by the outbox's NOTIFY.
@@ -149,7 +157,8 @@ class Pipeline:
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+        scheme = "https" if self.settings.api_tls_cert_file else "http"
+        return f"{scheme}://{self.settings.api_host}:{self.settings.api_port}"
 
     def start(self) -> None:
         # The alert path (detector runner, dispatcher) makes many short database round trips; after each
@@ -169,6 +178,12 @@ class Pipeline:
         self.ingest.start()
         if self.replies is not None:
             self.replies.start()
+        if self.broker is not None:
+            # Login changes the broker missed (it was down) are applied again until it has them.
+            args = (self._database_url, self._broker_stop, self.settings.broker_retry_s)
+            thread = threading.Thread(target=self.broker.run_retries, args=args, name="broker-retries", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         if self._serve_api:
             self.pool.open(wait=True, timeout=30)
             app = create_app(
@@ -178,6 +193,7 @@ class Pipeline:
                 on_alert_changed=lambda alert_id: self._wake_dispatcher(),
                 readiness_checks=self._readiness_checks(),
                 checkin_secret=self.settings.checkin_secret,
+                broker=self.broker,
             )
             self._app_feed = app.state.feed
             config = uvicorn.Config(
@@ -187,6 +203,9 @@ class Pipeline:
                 log_level="warning",
                 lifespan="off",
                 timeout_graceful_shutdown=3,
+                # HTTPS when a certificate is configured (Settings.api_tls_cert_file / api_tls_key_file).
+                ssl_certfile=self.settings.api_tls_cert_file,
+                ssl_keyfile=self.settings.api_tls_key_file,
             )
             self._server = uvicorn.Server(config)
             thread = threading.Thread(target=self._server.run, name="api", daemon=True)
@@ -216,6 +235,7 @@ class Pipeline:
         return [broker, ingest_backlog, dispatcher_process]
 
     def stop(self) -> None:
+        self._broker_stop.set()
         if self._app_feed is not None:
             self._app_feed.close()  # ends open SSE streams so the server can shut down
         if self._server is not None:
@@ -236,4 +256,6 @@ class Pipeline:
             close = getattr(channel, "close", None)
             if close is not None:
                 close()
+        if self.broker is not None:
+            self.broker.close()
         log.info("pipeline stopped")

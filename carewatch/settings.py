@@ -89,6 +89,27 @@ class Settings(BaseSettings):
     # The API's address as the gateway reaches it, for its answer callback (default: api_host:api_port).
     checkin_callback_base_url: str | None = None
 
+    # --- Broker access and TLS (docs/operations.md, "Security") ---
+    # TLS files for carewatch's own MQTT connections (an mqtts:// URL): the CA that signed the broker's
+    # certificate (default: the system's trust store), and a client certificate if the broker asks.
+    mqtt_ca_file: str | None = None
+    mqtt_cert_file: str | None = None
+    mqtt_key_file: str | None = None
+    # Each service's own broker login (carewatch.ingest, carewatch.dispatcher, carewatch.simulator);
+    # unset: that service connects without one (the embedded demo broker).
+    mqtt_ingest_password: str | None = None
+    mqtt_dispatcher_password: str | None = None
+    mqtt_simulator_password: str | None = None
+    # The dynamic security admin carewatch drives Mosquitto with; no password: logins are not pushed.
+    broker_admin_username: str = "carewatch.admin"
+    broker_admin_password: str | None = None
+    # The admin's broker URL (default: mqtt_url); seconds between retries of changes the broker missed.
+    broker_admin_url: str | None = None
+    broker_retry_s: float = Field(default=10.0, gt=0)
+    # HTTPS for the API (uvicorn): certificate chain and key; both or neither.
+    api_tls_cert_file: str | None = None
+    api_tls_key_file: str | None = None
+
     # Python's GIL switch interval for the pipeline process (see carewatch.runtime.Pipeline.start).
     gil_switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
 

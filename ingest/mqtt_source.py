@@ -18,10 +18,8 @@ import logging
 import struct
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -31,6 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.inbox import Inbox
+from schemas.mqtt_endpoint import MqttEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -49,35 +48,8 @@ class Inbound(NamedTuple):
     generation: int
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    # "5" (default: session expiry, receive maximum, shared subscriptions) or "3.1.1" for brokers
-    # that only speak 3.1.1 (the embedded amqtt fallback), where clean_session=False keeps the session.
-    protocol: str = "5"
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        """``mqtt://[user:pass@]host[:port][?protocol=3.1.1]`` or ``mqtts://...`` (TLS, port 8883)."""
-        parts = urlsplit(url)
-        if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"}:
-            raise ValueError(f"unsupported MQTT URL scheme {parts.scheme!r}")
-        tls = parts.scheme in {"mqtts", "ssl"}
-        protocol = parse_qs(parts.query).get("protocol", ["5"])[0]
-        if protocol not in {"5", "3.1.1"}:
-            raise ValueError(f"unsupported MQTT protocol {protocol!r}: use 5 or 3.1.1")
-        return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or (8883 if tls else 1883),
-            username=parts.username,
-            password=parts.password,
-            tls=tls,
-            protocol=protocol,
-        )
+# The broker address, login and TLS files of an ``mqtt://`` / ``mqtts://`` URL (schemas.mqtt_endpoint).
+BrokerAddress = MqttEndpoint
 
 
 # Bytes taken from the socket per ``recv`` (see ``_DrainingClient``): a few hundred device messages.
@@ -219,8 +191,9 @@ class MqttSource:
         )
         if self._address.username is not None:
             self._client.username_pw_set(self._address.username, self._address.password)
-        if self._address.tls:
-            self._client.tls_set()
+        context = self._address.ssl_context()
+        if context is not None:
+            self._client.tls_set_context(context)
         # Let the broker keep many unacknowledged messages in flight to us while a batch commits.
         self._client.max_inflight_messages_set(65535)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)

@@ -8,7 +8,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from schemas.kinds import CareRole, DeviceType
+from schemas.kinds import BrokerApplied, CareRole, DeviceType
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
@@ -178,6 +178,17 @@ class DeviceProvisioned(DevicePublic):
 
     mqtt_username: str
     mqtt_password: str
+    # Whether the broker already accepts this login (see BrokerApplied).
+    broker: BrokerApplied = BrokerApplied.UNMANAGED
+
+
+class AppCredentials(_Body):
+    """A caregiver app's MQTT login; the password is returned here once and never again."""
+
+    caregiver_id: str
+    mqtt_username: str
+    mqtt_password: str
+    broker: BrokerApplied = BrokerApplied.UNMANAGED
 
 
 class ReadingPublic(_Body):

@@ -154,3 +154,11 @@ class RejectReason(StrEnum):
     SHAPE_MISMATCH = "shape_mismatch"
     TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
     RATE_LIMITED = "rate_limited"
+
+
+class BrokerApplied(StrEnum):
+    """Whether a login change reached the MQTT broker (docs/operations.md, "Security")."""
+
+    APPLIED = "applied"  # the broker has it now
+    PENDING = "pending"  # the broker missed it: recorded, retried, reconciled by `carewatch broker sync`
+    UNMANAGED = "unmanaged"  # carewatch does not drive this broker (embedded demo broker, or EMQX)

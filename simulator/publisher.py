@@ -30,11 +30,11 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from schemas.mqtt_endpoint import MqttEndpoint
 from simulator import payloads
 from simulator.devices import SimDevice
 from simulator.payloads import SimMessage
@@ -43,7 +43,6 @@ from simulator.wire import WireConnection
 logger = logging.getLogger(__name__)
 # The raw wire writes its buffer once it holds this much (and at every poll).
 _FLUSH_BYTES = 256 * 1024
-_SCHEMES = {"mqtt": False, "tcp": False, "mqtts": True, "ssl": True, "tls": True}
 
 
 class PublishError(RuntimeError):
@@ -72,17 +71,18 @@ class MqttTarget:
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> MqttTarget:
-        """``mqtt://user:pass@host:port`` (``mqtts://`` for TLS; default ports 1883/8883)."""
-        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-        if parts.scheme not in _SCHEMES:
-            raise ValueError(f"unsupported MQTT URL scheme {parts.scheme!r} (use mqtt:// or mqtts://)")
-        tls = _SCHEMES[parts.scheme]
+        """``mqtt://user:pass@host:port`` (``mqtts://`` for TLS; default ports 1883/8883; ``ca_file``,
+        ``cert_file``, ``key_file`` query parameters as in ``schemas.mqtt_endpoint``)."""
+        endpoint = MqttEndpoint.parse(url)
         target = cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or (8883 if tls else 1883),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            tls=tls,
+            host=endpoint.host,
+            port=endpoint.port,
+            username=endpoint.username,
+            password=endpoint.password,
+            tls=endpoint.tls,
+            ca_file=endpoint.ca_file,
+            cert_file=endpoint.cert_file,
+            key_file=endpoint.key_file,
         )
         return replace(target, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -121,6 +121,12 @@ def device_password_hash(conn: psycopg.Connection, username: str) -> str | None:
     return str(row[0]) if row else None
 
 
+def device_username(conn: psycopg.Connection, device_id: str) -> str | None:
+    """The device's MQTT username (active or revoked), or None if it never had a login."""
+    row = conn.execute("SELECT username FROM device_credentials WHERE device_id = %s", (device_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
 def decommission_device(conn: psycopg.Connection, device_id: str, now: datetime) -> bool:
     """Mark the device decommissioned and revoke its MQTT login; False if it was not active."""
     row = conn.execute(

@@ -3,6 +3,9 @@
 Provisioners (and admins, and operators within their district) add devices; every role may list the
 devices it can see (a provisioner sees all: device records carry no personal data). Decommissioning sets
 ``decommissioned_at``: ingest stops accepting the device's messages and its MQTT login is revoked.
+
+Every login change is committed first and then pushed to the broker (``context.broker``, see
+``api.broker``): the answer's ``broker`` says whether the broker already has it.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ def create_device(
     except psycopg.errors.UniqueViolation as exc:
         raise ProblemError(409, "Device exists", f"device {body.device_id} already exists") from exc
     device = device_or_404(conn, principal, body.device_id)
-    return DeviceProvisioned(**device.model_dump(), mqtt_username=username, mqtt_password=password)
+    applied = context.broker.apply(conn, [username], {username: password})
+    return DeviceProvisioned(**device.model_dump(), mqtt_username=username, mqtt_password=password, broker=applied)
 
 
 @router.get("")
@@ -76,7 +80,8 @@ def rotate_credentials(
     with conn.transaction():
         username, password = credentials.issue_device_credentials(conn, device_id, context.clock())
         audit("rotate_credentials", "device", device_id)
-    return DeviceProvisioned(**device.model_dump(), mqtt_username=username, mqtt_password=password)
+    applied = context.broker.apply(conn, [username], {username: password})
+    return DeviceProvisioned(**device.model_dump(), mqtt_username=username, mqtt_password=password, broker=applied)
 
 
 @router.post("/{device_id}/decommission", status_code=status.HTTP_204_NO_CONTENT)
@@ -86,4 +91,8 @@ def decommission(device_id: str, conn: Connection, principal: Provisioner, audit
         if not credentials.decommission_device(conn, device_id, context.clock()):
             raise ProblemError(404, "Not found", f"device {device_id} not found")
         audit("decommission", "device", device_id)
+    # Disables the login at the broker and kicks its session; a miss is recorded and retried.
+    username = credentials.device_username(conn, device_id)
+    if username is not None:
+        context.broker.apply(conn, [username], {})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
