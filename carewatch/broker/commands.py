@@ -24,6 +24,7 @@ from carewatch.broker.dynsec_file import dynsec_json
 from carewatch.broker.endpoints import access_config, admin_url
 from carewatch.broker.sync import desired_accounts, sync
 from carewatch.settings import Settings
+from schemas.mqtt_endpoint import MqttEndpoint
 from storage import broker_access
 
 
@@ -45,20 +46,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     _need(settings.broker_admin_password, "CAREWATCH_BROKER_ADMIN_PASSWORD")
     if args.broker_command == "dynsec-config":
         return _write_config(args.output, settings, database_url)
-    url = _need(admin_url(settings, _need(settings.broker_admin_url or settings.mqtt_url, "CAREWATCH_MQTT_URL")), "")
+    broker_url = _need(settings.broker_admin_url or settings.mqtt_url, "CAREWATCH_MQTT_URL")
+    url = _need(admin_url(settings, broker_url), "CAREWATCH_BROKER_ADMIN_PASSWORD")
+    print(f"broker sync: {MqttEndpoint.parse(url).redacted()} (dynamic security)", flush=True)
     with psycopg.connect(database_url, autocommit=True) as conn:
         started = conn.execute("SELECT now()").fetchone()
         try:
             with DynsecAdmin(mqtt_url=url) as admin:
                 report = sync(conn, admin, access_config(settings))
-        except DynsecError:
+        except DynsecError as exc:
+            print(f"broker sync: failed: {exc}", flush=True)
             return 2
         if started is not None:
+            # Pending changes the sync settled are done (those recorded while it ran stay).
             with conn.transaction():
                 settled = report.settled(broker_access.pending_usernames(conn, limit=1_000_000))
                 broker_access.clear_pending(conn, settled, before=started[0])
-        for _line in report.lines()[:-1]:
-            pass
+    *changes, counts = report.lines()
+    for line in changes:
+        print(line)
+    print(f"broker sync: {counts}", flush=True)
     return 0 if report.ok else 1
 
 
@@ -75,4 +82,5 @@ def _write_config(output: Path | None, settings: Settings, database_url: str) ->
     output.write_text("", encoding="utf-8")
     os.chmod(output, 0o600)
     output.write_text(text + "\n", encoding="utf-8")
+    print(f"broker dynsec-config: {len(accounts)} accounts written to {output}", file=sys.stderr)
     return 0
