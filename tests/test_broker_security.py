@@ -31,6 +31,8 @@ from carewatch.broker.sync import desired_accounts
 from carewatch.runtime import Pipeline
 from carewatch.settings import Settings
 from schemas.api import HouseholdCreate
+from simulator.payloads import SimMessage
+from simulator.publisher import MqttTarget, SharedPublisher
 from storage import registry
 from tests.broker_clients import Probe
 from tests.fixtures.fix_secure_broker import DYNSEC_AVAILABLE, DYNSEC_MISSING, SecureBroker, secure_broker
@@ -195,6 +197,22 @@ def test_a_device_reads_its_own_commands_and_no_one_elses(stack: Stack) -> None:
     assert device_a.received(1.0) == []
     for probe in (device_a, dispatcher, forger):
         probe.close()
+
+
+@pytest.mark.parametrize("wire", ["raw", "paho"])
+def test_the_simulator_publishes_as_any_device_over_tls_with_its_own_login(stack: Stack, wire: str) -> None:
+    device_id = f"wm-sec-sim-{wire}"
+    _provision(stack, device_id)
+    url = f"mqtts://carewatch.simulator:{stack.settings.mqtt_simulator_password}@127.0.0.1:{stack.broker.tls_port}"
+    target = MqttTarget.from_url(f"{url}?ca_file={stack.pki.ca_file}")
+    publisher = SharedPublisher(target, client_id_prefix=f"sim-sec-{wire}", wire=wire)
+    publisher.open()
+    try:
+        topic = f"{ROOT}/dev/{device_id}/telemetry"
+        publisher.publish(SimMessage(topic, _reading(5, 3.0).encode(), int(time.time() * 1000), "meter_reading"))
+    finally:
+        assert publisher.close(10.0)
+    wait_until(lambda: _stored(stack, device_id) == [5], timeout=30)
 
 
 def test_rotation_stops_the_old_password_and_kicks_its_session(stack: Stack) -> None:

@@ -34,6 +34,10 @@ BODY_TESTS: dict[tuple[str, str], str] = {
     ("POST", "/caregivers"): "api/test_bodies.py::test_caregivers_and_contacts",
     ("GET", "/caregivers"): "api/test_access.py::test_caregiver_sees_only_their_care_plans_with_404_for_the_rest",
     ("GET", "/caregivers/{caregiver_id}"): "api/test_bodies.py::test_caregivers_and_contacts",
+    ("POST", "/caregivers/{caregiver_id}/app-credentials"): "test_broker_security.py::"
+    "test_caregiver_apps_read_only_their_own_topics",
+    ("DELETE", "/caregivers/{caregiver_id}/app-credentials"): "test_broker_security.py::"
+    "test_caregiver_apps_read_only_their_own_topics",
     ("POST", "/devices"): "api/test_devices_fleet_readings.py::test_rotating_credentials_replaces_the_password",
     ("GET", "/devices"): "api/test_access.py::test_caregiver_sees_only_their_care_plans_with_404_for_the_rest",
     ("GET", "/devices/{device_id}"): "api/test_bodies.py::test_device_alert_and_whoami",
