@@ -3,6 +3,8 @@ the MQTT URL form every client shares."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from carewatch.broker.dynsec_file import dynsec_config, password_fields
@@ -153,3 +155,19 @@ def test_mqtt_urls_carry_login_and_tls_files() -> None:
         MqttEndpoint.parse("mqtt://h?ca_file=/etc/ca.pem").ssl_context()  # a CA on a plain URL is a mistake
     with pytest.raises(ValueError, match="unknown"):
         MqttEndpoint.parse("mqtt://h?cafile=/x")
+
+
+def test_the_production_broker_refuses_anonymous_clients_and_uses_dynamic_security() -> None:
+    settings: dict[str, list[str]] = {}
+    conf = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "carewatch.conf"
+    for raw in conf.read_text(encoding="utf-8").splitlines():
+        key, _, value = raw.split("#", 1)[0].strip().partition(" ")
+        if key:
+            settings.setdefault(key, []).append(value)
+    assert settings["allow_anonymous"] == ["false"]
+    assert settings["per_listener_settings"] == ["false"]  # one set of logins and ACLs for all listeners
+    assert settings["plugin"][0].endswith("/mosquitto_dynamic_security.so")
+    assert "password_file" not in settings
+    assert "acl_file" not in settings
+    # Devices reach it only over TLS; the plain listener is loopback, for carewatch's own services.
+    assert settings["listener"] == ["8883", "1883 127.0.0.1"]

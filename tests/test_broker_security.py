@@ -316,6 +316,8 @@ def test_broker_sync_reports_and_repairs_drift(
     assert "  created client wm-sec-drift (disabled: no password)" in lines
     assert "  removed client ghost (not in the registry)" in lines
     assert any(line.startswith("  unresolved wm-sec-drift: ") for line in lines)
+    assert "  left alone (not carewatch's): carewatch.admin" in lines
+    assert lines[0].startswith(f"broker sync: mqtts://carewatch.admin:***@127.0.0.1:{stack.broker.tls_port}?ca_file=")
     assert lines[-1] == (
         "broker sync: clients created=1 updated=0 disabled=0 removed=1; roles created=0 updated=1 removed=0;"
         " defaults updated=1; unresolved=1 failed=0"
