@@ -23,6 +23,8 @@ import threading
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from carewatch.broker.endpoints import service_mqtt_url
+from carewatch.broker.roles import Service
 from carewatch.child import tune_gc
 from carewatch.runtime import ingest_config
 from carewatch.settings import load_settings
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
     service = IngestService(
         config=ingest_config(settings),
-        mqtt_url=settings.mqtt_url,
+        # Its own broker login and TLS files (carewatch.broker.endpoints).
+        mqtt_url=service_mqtt_url(settings, settings.mqtt_url, Service.INGEST),
         database_url=settings.database_url,
         on_committed=_discard,
         registry=registry,
