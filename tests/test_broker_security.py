@@ -292,6 +292,7 @@ def test_broker_sync_reports_and_repairs_drift(
         " defaults updated=0; unresolved=0 failed=0"
     )
     drifted = _provision(stack, "wm-sec-drift")
+    _provision(stack, "wm-sec-wide")
     url = admin_url(stack.settings, f"mqtts://127.0.0.1:{stack.broker.tls_port}")
     assert url is not None
     with DynsecAdmin(mqtt_url=url) as admin:
@@ -300,7 +301,7 @@ def test_broker_sync_reports_and_repairs_drift(
                 {"command": "deleteClient", "username": "wm-sec-drift"},
                 {
                     "command": "addRoleACL",
-                    "rolename": "dev.wm-sec-a",
+                    "rolename": "dev.wm-sec-wide",
                     "acltype": "publishClientSend",
                     "topic": "#",
                     "allow": True,
@@ -312,7 +313,7 @@ def test_broker_sync_reports_and_repairs_drift(
     code, lines = _sync(stack, monkeypatch, capsys)
     assert code == 1  # one login could not be given its password back over the live API
     assert "  updated default ACL access (deny by default)" in lines
-    assert "  updated role dev.wm-sec-a (ACLs)" in lines
+    assert "  updated role dev.wm-sec-wide (ACLs)" in lines
     assert "  created client wm-sec-drift (disabled: no password)" in lines
     assert "  removed client ghost (not in the registry)" in lines
     assert any(line.startswith("  unresolved wm-sec-drift: ") for line in lines)
