@@ -32,6 +32,10 @@ from storage.fleet import battery_low, silence_limit
 from storage.service_levels import ALERT_TIMES, FIGURES
 
 ALL, DISTRICT, COMMITTEE = 3, 1, 0
+# The fleet page's defaults (``storage.fleet.fleet_health``): silent past twice the expected interval is
+# offline; a battery under 20 % is low.
+GRACE = 2.0
+LOW_BATTERY_PCT = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +45,8 @@ class MonthScope:
     month: date
     district: str | None
     now: datetime
-    grace: float = 2.0
-    low_battery_pct: int = 20
+    grace: float = GRACE
+    low_battery_pct: int = LOW_BATTERY_PCT
 
     @property
     def next_month(self) -> date:
