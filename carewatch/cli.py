@@ -6,6 +6,7 @@ Subcommands:
   demo           the whole system with a simulated fleet; embedded broker/database when no URL is set
   simulate       publish (or write) a simulated fleet
   backtest       replay stored history through the detectors and count the alerts they would raise
+  report         the district's monthly report (html, csv, pdf or json; docs/reports.md)
 """
 
 from __future__ import annotations
@@ -100,6 +101,12 @@ def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     return run_backtest_command(args, _require(settings.database_url, "CAREWATCH_DATABASE_URL"))
 
 
+def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.report_cli import run_report_command
+
+    return run_report_command(args, _require(settings.database_url, "CAREWATCH_DATABASE_URL"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carewatch", description="Home-safety monitoring for older people")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_backtest_arguments(backtest)
     backtest.set_defaults(handler=_cmd_backtest)
+
+    report = commands.add_parser("report", help="the district's monthly report (html, csv, pdf or json)")
+    from carewatch.report_cli import add_report_arguments
+
+    add_report_arguments(report)
+    report.set_defaults(handler=_cmd_report)
     return parser
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from psycopg.rows import dict_row
@@ -66,11 +67,16 @@ class MonthScope:
 _SCOPE = """
 WITH scope AS (
     SELECT * FROM (
-        SELECT h.household_id, h.district, h.committee, h.timezone, h.created_at,
-            (%(first)s::date::timestamp AT TIME ZONE h.timezone) AS m_start,
-            least(%(next)s::date::timestamp AT TIME ZONE h.timezone, %(now)s::timestamptz) AS m_end
-        FROM households h
-        WHERE (%(district)s::text IS NULL OR h.district = %(district)s)
+        SELECT household_id, district, committee, timezone, created_at,
+            (%(first)s::date::timestamp AT TIME ZONE timezone) AS m_start,
+            least(%(next)s::date::timestamp AT TIME ZONE timezone, %(now)s::timestamptz) AS m_end
+        FROM (
+            -- A time zone that is not a known IANA name (the API does not check it) is read as Shanghai's.
+            SELECT h.household_id, h.district, h.committee, h.created_at,
+                CASE WHEN h.timezone = ANY(%(zones)s::text[]) THEN h.timezone ELSE 'Asia/Shanghai' END AS timezone
+            FROM households h
+            WHERE (%(district)s::text IS NULL OR h.district = %(district)s)
+        ) h
     ) registered WHERE created_at < m_end
 )"""
 
@@ -253,6 +259,8 @@ class MonthRows:
 def read_month(conn: psycopg.Connection, scope: MonthScope) -> MonthRows:
     """Run every figure query of ``scope`` (in the caller's transaction: one snapshot if it is one)."""
     params = scope.params()
+    zones = conn.execute("SELECT DISTINCT timezone FROM households").fetchall()
+    params["zones"] = [str(zone) for (zone,) in zones if _known_zone(str(zone))]
 
     def rows(query: str) -> list[dict[str, Any]]:
         with conn.cursor(row_factory=dict_row) as cur:
@@ -270,6 +278,14 @@ def read_month(conn: psycopg.Connection, scope: MonthScope) -> MonthRows:
         not_visited=rows(NOT_VISITED),
         alerts_per_day=rows(ALERTS_PER_DAY),
     )
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def districts(conn: psycopg.Connection) -> list[str]:

@@ -54,9 +54,10 @@ class ReportRequestError(ValueError):
 
 def parse_month(text: str) -> date:
     match = _MONTH.match(text)
-    if match is None:
+    year = int(match.group(1)) if match else 0
+    if match is None or not 1900 <= year <= 9998:
         raise ReportRequestError(f"month must look like 2026-11, not {text!r}")
-    return date(int(match.group(1)), int(match.group(2)), 1)
+    return date(year, int(match.group(2)), 1)
 
 
 def share(part: int | float, whole: int | float) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -231,5 +232,7 @@ def render_pdf(report: MonthlyReport, language: ReportLanguage) -> bytes:
         raise PdfUnavailableError(
             "PDF output needs WeasyPrint's libraries: install Debian's libpango-1.0-0 and libpangoft2-1.0-0"
         ) from exc
+    # WeasyPrint reports each layout step at INFO: noise in a service's log.
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
     pdf: bytes = HTML(string=html).write_pdf()
     return pdf
