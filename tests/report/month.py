@@ -9,7 +9,8 @@ their detection times, interleaved in time with what people do: deliveries (a fe
 answers (ok, help, away, none), claims after delays from 20 s to never, resolutions with every outcome,
 escalations when due, and home visits (some homes visited, some only before or after the month).
 Edge cases the report must handle: a home registered mid-month, one registered after the month (left
-out), a home with no devices, a device decommissioned mid-month, a second resident in one home.
+out), a home with no devices, a device decommissioned mid-month, a second resident in one home, and
+devices silent without a Last Will (across the month's start, mid-month, and at its end).
 
 Every choice is a function of ids and the seed, so the history is the same on every run.
 """
@@ -218,6 +219,7 @@ def _store_history(
     registered = dict(conn.execute("SELECT device_id, created_at FROM devices").fetchall())
     retired = MONTH_START + timedelta(days=19, hours=5)
     policy = DecodePolicy()
+    lost = _silences()
     accepted: list[Accepted] = []
     for fleet in fleets:
         for message in fleet.simulate(SIM_END - SIM_START, scenarios=[ScenarioRequest(k) for k in SCENARIOS]):
@@ -225,6 +227,8 @@ def _store_history(
             device_id = message.device_id
             if received < registered[device_id] or (device_id == decommissioned and received >= retired):
                 continue
+            if any(start <= received < end for start, end in lost.get(device_id, ())):
+                continue  # a silent outage: nothing arrives, not even a Last Will
             outcome = decode(message.topic, message.payload, received, infos.get, policy)
             if isinstance(outcome, Accepted):
                 accepted.append(outcome)
@@ -235,6 +239,16 @@ def _store_history(
             result = store_batch(conn, accepted[i : i + 5000], [])
         records.extend(record for item in result.new for record in item.records)
     return records
+
+
+def _silences() -> dict[str, list[tuple[datetime, datetime]]]:
+    """Devices that go quiet without a Last Will (a gateway losing power): one for two days mid-month,
+    one from late November on (offline at the month's end, and into December)."""
+    return {
+        "d1-000005-cb": [(MONTH_START + timedelta(days=9), MONTH_START + timedelta(days=11, hours=6))],
+        "d0-000003-wm": [(MONTH_END - timedelta(days=2, hours=5), SIM_END)],
+        "d0-000004-sa1": [(SIM_START, MONTH_START + timedelta(days=1, hours=2))],  # silent as the month begins
+    }
 
 
 def _settings(conn: psycopg.Connection) -> dict[str, HouseholdSettings]:
