@@ -20,6 +20,7 @@ BODY_TESTS: dict[tuple[str, str], str] = {
     ("GET", "/households"): "api/test_access.py::test_operator_sees_only_their_district",
     ("GET", "/households/{household_id}"): "api/test_bodies.py::test_household_and_residents",
     ("PATCH", "/households/{household_id}"): "api/test_bodies.py::test_household_moves_to_a_committee",
+    ("GET", "/reports/monthly"): "report/test_report_api.py::test_json_report_of_the_operators_district",
     ("GET", "/households/{household_id}/residents"): "api/test_access.py::test_medical_notes_follow_the_care_role",
     ("POST", "/households/{household_id}/residents"): "api/test_bodies.py::test_household_and_residents",
     ("PUT", "/households/{household_id}/care-plan/{caregiver_id}"): "api/test_bodies.py::test_caregivers_and_contacts",
