@@ -70,7 +70,7 @@ def render_html(report: MonthlyReport, language: ReportLanguage) -> str:
     zone = report.periods[0].timezone if report.periods else "Asia/Shanghai"
     districts = [group for group in report.groups if group.level is GroupLevel.DISTRICT]
     # Several districts: an overview of them first, with the total.
-    overview = [_Row(g.district or "", g) for g in districts] if len(districts) > 1 else []
+    overview = [_Row(words.district(g.district or ""), g) for g in districts] if len(districts) > 1 else []
     overview += [_Row(words["total"], g) for g in report.groups if g.level is GroupLevel.ALL and overview]
     return _TEMPLATES.get_template("monthly.html.j2").render(
         lang=language.value,
@@ -78,7 +78,10 @@ def render_html(report: MonthlyReport, language: ReportLanguage) -> str:
         f=fmt,
         title=title,
         month_label=month_label,
-        periods=[_period(words, fmt, p.district, p.start, p.end, p.timezone, named=True) for p in report.periods],
+        periods=[
+            _period(words, fmt, words.district(p.district), p.start, p.end, p.timezone, named=True)
+            for p in report.periods
+        ],
         generated=words("generated", time=fmt.datetime(report.generated_at, zone)),
         partial=None if report.complete else words("partial", time=fmt.datetime(report.generated_at, zone)),
         overview=overview,
@@ -104,7 +107,7 @@ def _district(report: MonthlyReport, group: GroupFigures, words: Words, fmt: For
     kinds = sorted(group.alerts.by_kind.items(), key=lambda item: -sum(item[1].values()))
     last_day = (date(first.year + first.month // 12, first.month % 12 + 1, 1)) - timedelta(days=1)
     view = _District(
-        name=name,
+        name=words.district(name),
         periods=[_period(words, fmt, name, p.start, p.end, p.timezone, named=False) for p in periods],
         rows=rows,
         homes=_figures(words, fmt, "homes", group.homes.model_dump()),
@@ -196,13 +199,14 @@ def render_csv(report: MonthlyReport, language: ReportLanguage) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([words[f"csv.{c}"] for c in ("district", "committee", "section", "key", "label", "value")])
     for group in report.groups:
-        district = group.district or words["total"]
+        district = words.district(group.district) if group.district is not None else words["total"]
         committee = words.committee(group.committee or "") if group.level is GroupLevel.COMMITTEE else words["total"]
         for section, key, label, value in _group_rows(group, words):
             writer.writerow([district, committee, section, key, label, "" if value is None else value])
     for r in report.not_visited:
         last = r.last_visit_at.astimezone(ZoneInfo(r.timezone)).date().isoformat() if r.last_visit_at else ""
-        writer.writerow([r.district, words.committee(r.committee), "not_visited", r.resident_id, r.name, last])
+        district = words.district(r.district)
+        writer.writerow([district, words.committee(r.committee), "not_visited", r.resident_id, r.name, last])
     return out.getvalue()
 
 

@@ -22,6 +22,7 @@ ZH_CN: dict[str, str] = {
     "confidential": "内部资料：含居民姓名，仅供区、街道和居委会工作人员使用，请勿外传。",
     "no_households": "所选范围内本月没有登记的家庭。",
     "unassigned": "（未分配居委会）",
+    "no_district": "（未填写区）",
     "total": "合计",
     "district": "区",
     "committee": "居委会",
@@ -170,6 +171,7 @@ EN: dict[str, str] = {
     "confidential": "Internal: names residents; for district, street and committee staff only. Do not pass on.",
     "no_households": "No household in this scope was registered in the month.",
     "unassigned": "(no committee assigned)",
+    "no_district": "(no district given)",
     "total": "Total",
     "district": "District",
     "committee": "Neighbourhood committee",
@@ -326,3 +328,6 @@ class Words:
 
     def committee(self, committee: str) -> str:
         return committee or self._text["unassigned"]
+
+    def district(self, district: str) -> str:
+        return district or self._text["no_district"]
