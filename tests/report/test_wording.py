@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import string
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
 from api.report import charts
-from api.report.build import parse_month
+from api.report.build import TARGETS, parse_month
+from api.report.render import render_html
 from api.report.wording import EN, ZH_CN, Words
 from schemas.kinds import AlertKind, AlertStatus, Outcome
 from schemas.report import (
@@ -20,9 +21,12 @@ from schemas.report import (
     GroupFigures,
     GroupLevel,
     HomeFigures,
+    MonthlyReport,
     PageFigures,
+    Period,
     ReportLanguage,
     ServiceLevelFigures,
+    UnvisitedResident,
     VisitFigures,
 )
 
@@ -127,3 +131,42 @@ def test_charts_draw_chinese_as_paths_with_a_cjk_font() -> None:
     assert uri is not None
     svg = base64.b64decode(uri.removeprefix("data:image/svg+xml;base64,")).decode()
     assert "<text" not in svg  # every glyph drawn: the same picture in any browser and in the PDF
+
+
+def test_html_escapes_what_people_typed() -> None:
+    """Names and committees come from the registry: the page shows them, never runs them."""
+    group = _group().model_copy(update={"level": GroupLevel.DISTRICT, "committee": None})
+    hostile = "<script>alert(1)</script>"
+    report = MonthlyReport(
+        month="2026-11",
+        district="长宁区",
+        generated_at=datetime(2026, 12, 3, 2, tzinfo=UTC),
+        complete=True,
+        periods=[
+            Period(
+                district="长宁区",
+                timezone="Asia/Shanghai",
+                start=datetime(2026, 10, 31, 16, tzinfo=UTC),
+                end=datetime(2026, 11, 30, 16, tzinfo=UTC),
+                households=3,
+            )
+        ],
+        targets=TARGETS,
+        groups=[group, _group().model_copy(update={"committee": hostile})],
+        not_visited=[
+            UnvisitedResident(
+                district="长宁区",
+                committee=hostile,
+                household_id="hh-1",
+                resident_id="res-1",
+                name=hostile,
+                timezone="Asia/Shanghai",
+                last_visit_at=None,
+            )
+        ],
+        alerts_per_day=[],
+    )
+    page = render_html(report, ReportLanguage.EN)
+    assert hostile not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "Period: 1 Nov 2026 to 30 Nov 2026 (Asia/Shanghai, local time)" in page
