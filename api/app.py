@@ -38,6 +38,7 @@ from api.routes import (
     household_settings,
     households,
     readings,
+    reports,
     stream,
 )
 from api.routes import service_levels as service_level_routes
@@ -102,6 +103,7 @@ def create_app(
         admin,
         checkins,
         *alerting_routes,
+        reports,  # the district's monthly report (issue 18)
     ):
         app.include_router(module.router, prefix="/api/v1", dependencies=authenticated)
     # Authenticated by the phone gateway's signature, not a bearer token (api.routes.checkins).

@@ -7,6 +7,7 @@ Subcommands:
   simulate       publish (or write) a simulated fleet
   backtest       replay stored history through the detectors and count the alerts they would raise
   broker         sync: reconcile the MQTT broker's access control with the registry; dynsec-config
+  report         the district's monthly report (html, csv, pdf or json; docs/reports.md)
 """
 
 from __future__ import annotations
@@ -112,6 +113,12 @@ def _cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.report_cli import run_report_command
+
+    return run_report_command(args, _require(settings.database_url, "CAREWATCH_DATABASE_URL"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carewatch", description="Home-safety monitoring for older people")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_broker_arguments(broker)
     broker.set_defaults(handler=_cmd_broker)
+    report = commands.add_parser("report", help="the district's monthly report (html, csv, pdf or json)")
+    from carewatch.report_cli import add_report_arguments
+
+    add_report_arguments(report)
+    report.set_defaults(handler=_cmd_report)
     return parser
 
 

@@ -22,7 +22,7 @@ with autocommit the writes are committed when each function returns).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -45,6 +45,9 @@ class CareTeam:
     webhook_url: str
     webhook_secret: str
     homes_per_volunteer: int = 5
+    # Caregiver ids are "{id_prefix}-committee" etc.: another prefix lets a second fleet (another
+    # district) have a team of its own in the same database.
+    id_prefix: str = "cg"
 
 
 def provision_fleet(
@@ -52,19 +55,21 @@ def provision_fleet(
     fleet: Fleet,
     *,
     district: str = "",
+    committees: Sequence[str] = (),
     team: CareTeam | None = None,
 ) -> None:
     """Households, devices and (with ``team``) care plans for every home of ``fleet``, in one transaction.
 
     Households are named ``Home {index + 1}`` with one resident ``Resident {index + 1}``; caregivers
     are ``cg-committee``, ``cg-supervisor`` and ``cg-volunteer-{n}`` (ids unique per database, so
-    provision at most one fleet with a ``team`` per database).
+    provision at most one fleet with a ``team`` of one ``id_prefix`` per database). With ``committees``,
+    home ``i`` belongs to neighbourhood committee ``committees[i % len(committees)]``.
     """
     with conn.transaction():
         staff = supervisor = ""
         if team is not None:
-            staff = _caregiver(conn, "cg-committee", "Neighbourhood committee duty desk", team)
-            supervisor = _caregiver(conn, "cg-supervisor", "Street service-centre supervisor", team)
+            staff = _caregiver(conn, f"{team.id_prefix}-committee", "Neighbourhood committee duty desk", team)
+            supervisor = _caregiver(conn, f"{team.id_prefix}-supervisor", "Street service-centre supervisor", team)
         for home in fleet.homes:
             registry.insert_household(
                 conn,
@@ -72,12 +77,13 @@ def provision_fleet(
                     household_id=home.household_id,
                     name=f"Home {home.index + 1}",
                     district=district,
+                    committee=committees[home.index % len(committees)] if committees else "",
                     residents=[ResidentCreate(name=f"Resident {home.index + 1}", phone=resident_phone(home.index))],
                 ),
             )
             if team is not None:
                 number = home.index // team.homes_per_volunteer + 1
-                volunteer = f"cg-volunteer-{number}"
+                volunteer = f"{team.id_prefix}-volunteer-{number}"
                 if home.index % team.homes_per_volunteer == 0:
                     _caregiver(conn, volunteer, f"Old Partner volunteer {number}", team)
                 for caregiver_id, role in (

@@ -49,6 +49,8 @@ class HouseholdCreate(_Body):
     name: str = Field(min_length=1, max_length=200)
     address: str = Field(default="", max_length=500)
     district: str = Field(default="", max_length=100)
+    # The neighbourhood committee (居委会) within the district; "" = not assigned yet.
+    committee: str = Field(default="", max_length=100)
     timezone: str = Field(default="Asia/Shanghai", max_length=64)
     residents: list[ResidentCreate] = Field(default_factory=list, max_length=10)
 
@@ -64,9 +66,16 @@ class HouseholdPublic(_Body):
     name: str
     address: str
     district: str
+    committee: str = ""
     timezone: str
     residents: list[ResidentPublic]
     created_at: datetime
+
+
+class HouseholdPatch(_Body):
+    """Change a registered household: today its neighbourhood committee (the district stays)."""
+
+    committee: str = Field(max_length=100)
 
 
 class CaregiverCreate(_Body):

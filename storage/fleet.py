@@ -54,13 +54,24 @@ def get_device(conn: psycopg.Connection, scope: Scope, device_id: str) -> dict[s
         ).fetchone()
 
 
+def silence_limit(device: str = "d", grace: str = "%(grace)s") -> str:
+    """SQL: how long ``device`` (a ``devices`` row alias) may stay silent before it is offline, as an
+    interval: ``grace`` × its expected interval. The monthly report (``storage.monthly_report``) applies
+    the same rule to the device's history."""
+    return f"make_interval(secs => {device}.expected_interval_s * {grace})"
+
+
+def battery_low(battery_pct: str, low: str = "%(low)s") -> str:
+    """SQL: a battery level below ``low`` per cent is low (NULL when the level is unknown)."""
+    return f"({battery_pct} < {low})"
+
+
 _HEALTH_CTE = (
     "WITH health AS ("
     " SELECT d.device_id, d.device_type, d.household_id, d.last_seen_at, d.online, d.battery_pct,"
     "  r.last_reading_at, coalesce(g.missing, 0) AS seq_gaps_24h,"
-    "  (d.online IS FALSE OR coalesce(d.last_seen_at, d.created_at)"
-    "   < %(now)s - make_interval(secs => d.expected_interval_s * %(grace)s)) AS is_offline,"
-    "  coalesce(d.battery_pct < %(low)s, false) AS is_low_battery,"
+    "  (d.online IS FALSE OR coalesce(d.last_seen_at, d.created_at) < %(now)s - {silence}) AS is_offline,"
+    "  coalesce({battery_low}, false) AS is_low_battery,"
     "  (d.device_type = 'water_meter' AND coalesce(r.last_reading_at, d.created_at) < %(silent)s) AS is_silent"
     " FROM devices d"
     " LEFT JOIN LATERAL (SELECT max(ts) AS last_reading_at FROM"
@@ -99,7 +110,7 @@ def fleet_health(
         "scope_value": scope_params[0] if scope_params else None,
         "limit": limit,
     }
-    cte = _HEALTH_CTE.format(scope=named_condition)
+    cte = _HEALTH_CTE.format(scope=named_condition, silence=silence_limit(), battery_low=battery_low("d.battery_pct"))
     counts = conn.execute(
         cte + " SELECT count(*), count(*) FILTER (WHERE is_offline), count(*) FILTER (WHERE is_low_battery),"
         " count(*) FILTER (WHERE is_silent), count(*) FILTER (WHERE seq_gaps_24h > 0) FROM health",

@@ -25,8 +25,9 @@ def new_id(prefix: str) -> str:
 def insert_household(conn: psycopg.Connection, body: HouseholdCreate) -> str:
     household_id = body.household_id or new_id("hh")
     conn.execute(
-        "INSERT INTO households (household_id, name, address, district, timezone) VALUES (%s, %s, %s, %s, %s)",
-        (household_id, body.name, body.address, body.district, body.timezone),
+        "INSERT INTO households (household_id, name, address, district, committee, timezone)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (household_id, body.name, body.address, body.district, body.committee, body.timezone),
     )
     for resident in body.residents:
         conn.execute(
@@ -48,7 +49,7 @@ def insert_household(conn: psycopg.Connection, body: HouseholdCreate) -> str:
 def get_household(conn: psycopg.Connection, household_id: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            "SELECT household_id, name, address, district, timezone, created_at FROM households"
+            "SELECT household_id, name, address, district, committee, timezone, created_at FROM households"
             " WHERE household_id = %s",
             (household_id,),
         ).fetchone()
@@ -61,12 +62,20 @@ def get_household(conn: psycopg.Connection, household_id: str) -> dict[str, Any]
     return row
 
 
+def set_committee(conn: psycopg.Connection, household_id: str, committee: str) -> bool:
+    """Move a household to another neighbourhood committee; False if it does not exist."""
+    row = conn.execute(
+        "UPDATE households SET committee = %s WHERE household_id = %s RETURNING household_id", (committee, household_id)
+    ).fetchone()
+    return row is not None
+
+
 def list_households(
     conn: psycopg.Connection, *, district: str | None, after: str | None, limit: int
 ) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            "SELECT household_id, name, address, district, timezone, created_at FROM households"
+            "SELECT household_id, name, address, district, committee, timezone, created_at FROM households"
             " WHERE (%(district)s::text IS NULL OR district = %(district)s)"
             " AND (%(after)s::text IS NULL OR household_id > %(after)s)"
             " ORDER BY household_id LIMIT %(limit)s",

@@ -18,7 +18,9 @@ from psycopg.rows import dict_row
 
 GroupBy = Literal["district", "caregiver"]
 
-_FIGURES = """
+# Aggregates over rows of ``ALERT_TIMES`` (one per alert): the service-level counts and medians. Shared
+# with the district's monthly report (``storage.monthly_report``), so both apply one rule.
+FIGURES = """
     count(*) AS alerts,
     count(*) FILTER (WHERE paged) AS pages,
     count(*) FILTER (WHERE checkin_status IS NOT NULL) AS checkins,
@@ -36,14 +38,19 @@ _FIGURES = """
     percentile_cont(0.5) WITHIN GROUP (ORDER BY resolved_s) AS median_resolved_s
 """
 
-_TIMED = """
-    SELECT a.alert_id, h.district, a.paged_at IS NOT NULL AS paged,
+# Per alert ``a`` and its check-in ``c`` (LEFT JOINed): what ``FIGURES`` aggregates.
+ALERT_TIMES = """
+        a.alert_id, a.paged_at IS NOT NULL AS paged,
         -- service levels are about paged alerts: the others have no severity here (counted as check-ins)
         CASE WHEN a.paged_at IS NOT NULL THEN a.severity END AS severity,
         extract(epoch FROM a.first_notified_at - a.paged_at) AS notified_s,
         extract(epoch FROM coalesce(a.claimed_at, a.resolved_at) - a.paged_at) AS answered_s,
         extract(epoch FROM a.resolved_at - a.paged_at) AS resolved_s,
         c.status AS checkin_status, c.answer AS checkin_answer
+"""
+
+_TIMED = f"""
+    SELECT h.district, {ALERT_TIMES}
     FROM alerts a JOIN households h USING (household_id) LEFT JOIN checkins c USING (alert_id)
     WHERE a.opened_at >= %(since)s AND a.opened_at < %(until)s
         AND (%(district)s::text IS NULL OR h.district = %(district)s)
@@ -55,10 +62,10 @@ def service_levels(
 ) -> list[dict[str, Any]]:
     """One row of raw counts and medians per district or caregiver (shares are computed by the caller)."""
     if group_by == "district":
-        query = f"SELECT district AS grp, {_FIGURES} FROM ({_TIMED}) t GROUP BY district ORDER BY district"
+        query = f"SELECT district AS grp, {FIGURES} FROM ({_TIMED}) t GROUP BY district ORDER BY district"
     else:
         query = (
-            f"SELECT n.caregiver_id AS grp, {_FIGURES} FROM ({_TIMED}) t"
+            f"SELECT n.caregiver_id AS grp, {FIGURES} FROM ({_TIMED}) t"
             " JOIN (SELECT DISTINCT alert_id, caregiver_id FROM notifications WHERE reason <> 'claimed_by_other') n"
             " USING (alert_id) GROUP BY n.caregiver_id ORDER BY n.caregiver_id"
         )

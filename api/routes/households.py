@@ -21,6 +21,7 @@ from schemas.api import (
     CarePlanContactCreate,
     CarePlanContactPublic,
     HouseholdCreate,
+    HouseholdPatch,
     HouseholdPublic,
     Page,
     ResidentCreate,
@@ -83,6 +84,19 @@ def get_household(household_id: str, conn: Connection, principal: Reader, audit:
     row = registry.get_household(conn, household_id)
     audit("view", "household", household_id)
     return HouseholdPublic.model_validate(row)
+
+
+@router.patch("/{household_id}")
+def update_household(
+    household_id: str, body: HouseholdPatch, conn: Connection, principal: Staff, audit: Audit
+) -> HouseholdPublic:
+    """Assign the household to a neighbourhood committee (居委会) of its district."""
+    visible_or_404(conn, principal, household_id)
+    with conn.transaction():
+        if not registry.set_committee(conn, household_id, body.committee):
+            raise ProblemError(404, "Not found", f"household {household_id} not found")
+        audit("update", "household", household_id, detail="committee")
+    return HouseholdPublic.model_validate(registry.get_household(conn, household_id))
 
 
 @router.get("/{household_id}/residents")

@@ -114,15 +114,17 @@ def outcomes(
                 detector=detector,
                 resolved=sum(counts.values()),
                 outcomes=counts,
-                false_alarm_rate=None if detector in NOT_DETECTORS else _false_rate(counts),
+                false_alarm_rate=None if detector in NOT_DETECTORS else false_alarm_rate(counts),
                 paged=sum(of_pages.values()),
-                paged_false_alarm_rate=None if detector in NOT_DETECTORS else _false_rate(of_pages),
+                paged_false_alarm_rate=None if detector in NOT_DETECTORS else false_alarm_rate(of_pages),
             )
         )
     return result
 
 
-def _false_rate(counts: dict[Outcome, int]) -> float | None:
+def false_alarm_rate(counts: dict[Outcome, int]) -> float | None:
+    """The share of resolved alerts where nobody needed help (``test`` presses left out); None if none.
+    The monthly report (``api.report``) uses it too."""
     counted = sum(n for outcome, n in counts.items() if outcome is not Outcome.TEST)
     return _share(sum(n for outcome, n in counts.items() if outcome in FALSE_ALARM_OUTCOMES), counted)
 

@@ -19,6 +19,8 @@ BODY_TESTS: dict[tuple[str, str], str] = {
     ("POST", "/households"): "api/test_access.py::test_operator_sees_only_their_district",
     ("GET", "/households"): "api/test_access.py::test_operator_sees_only_their_district",
     ("GET", "/households/{household_id}"): "api/test_bodies.py::test_household_and_residents",
+    ("PATCH", "/households/{household_id}"): "api/test_bodies.py::test_household_moves_to_a_committee",
+    ("GET", "/reports/monthly"): "report/test_report_api.py::test_json_report_of_the_operators_district",
     ("GET", "/households/{household_id}/residents"): "api/test_access.py::test_medical_notes_follow_the_care_role",
     ("POST", "/households/{household_id}/residents"): "api/test_bodies.py::test_household_and_residents",
     ("PUT", "/households/{household_id}/care-plan/{caregiver_id}"): "api/test_bodies.py::test_caregivers_and_contacts",
@@ -118,6 +120,7 @@ def test_household_and_residents(server: Served, world: World) -> None:
         "name": "Resident of hh-a1",
         "address": "secret address",
         "district": "Changning",
+        "committee": "",
         "timezone": "Asia/Shanghai",
         "residents": [{"resident_id": resident_id, "name": "Elder hh-a1", "birth_year": 1940}],
     }
@@ -207,3 +210,22 @@ def test_device_alert_and_whoami(server: Served, world: World) -> None:
         "subject": "op-a",
         "district": "Changning",
     }
+
+
+def test_household_moves_to_a_committee(server: Served, world: World) -> None:
+    moved = _json(server, world.tokens.op_a, "PATCH", "/households/hh-a2", {"committee": "华阳路居委会"})
+    assert (moved["household_id"], moved["district"], moved["committee"]) == ("hh-a2", "Changning", "华阳路居委会")
+    assert _json(server, world.tokens.admin, "GET", "/households/hh-a2")["committee"] == "华阳路居委会"
+    # Another district's household is not found; caregivers may not change households; bodies are strict.
+    _json(server, world.tokens.op_b, "PATCH", "/households/hh-a2", {"committee": "x"}, status=404)
+    _json(server, world.tokens.cg_fam, "PATCH", "/households/hh-a1", {"committee": "x"}, status=403)
+    _json(server, world.tokens.op_a, "PATCH", "/households/hh-a2", {"district": "Putuo"}, status=422)
+    created = _json(
+        server,
+        world.tokens.op_a,
+        "POST",
+        "/households",
+        {"household_id": "hh-a9", "name": "New home", "committee": "新华路居委会"},
+        status=201,
+    )
+    assert (created["district"], created["committee"]) == ("Changning", "新华路居委会")
