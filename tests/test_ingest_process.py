@@ -93,7 +93,9 @@ def test_killed_ingest_process_is_restarted_and_every_message_is_stored_once(
     assert _count(database_url, distinct) == len(METERS) * PER_METER
 
 
-def test_records_committed_by_another_ingest_reach_the_detectors(provisioned: str, mqtt_url: str, topic_root: str) -> None:
+def test_records_committed_by_another_ingest_reach_the_detectors(
+    provisioned: str, mqtt_url: str, topic_root: str
+) -> None:
     """An ingest that hands nothing over (a standalone ``python -m ingest`` worker, or one that died
     right after its commit): the detectors read its records from the database's feed all the same."""
     database_url = provisioned
