@@ -341,6 +341,10 @@ class DetectorRunner:
                 self.submit_records([row.record for row in result.rows])
             if cursor == "telemetry":
                 self._telemetry_read_at = time.monotonic()
+            elif result.rows:
+                # Events first: evaluate them now, read telemetry in the very next iteration.
+                self.wake()
+                return
         if caught_up and telemetry_free:
             self.caught_up_at = time.monotonic()
         if not caught_up:

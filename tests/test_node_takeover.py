@@ -5,8 +5,8 @@ snapshots and replays the feed: every sos is paged exactly once, none lost, none
 Mosquitto keeps routing a share of the shared subscription's messages to a dead member's persistent
 session until that session comes back (eclipse-mosquitto/mosquitto#2662): presses the broker gave to
 the dead node's ingest are stored when it restarts with the same client id, as a supervisor restarts
-it. The test restarts it and checks that those presses, too, are paged exactly once. (EMQX hands a
-disconnected member's messages to the others; docs/operations.md.)
+it. The test restarts it and checks that those presses, too, are paged exactly once (EMQX behaves the
+same way for persistent sessions; docs/operations.md, "The broker").
 """
 
 from __future__ import annotations
