@@ -157,6 +157,7 @@ class Fleet:
         self.pressed: dict[str, float] = {}  # household → publish time (unix)
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, int], tuple[str, int]] = {}
+        self._early: set[tuple[int, int]] = set()
         self._stop = threading.Event()
         self._load = self._client("bench-ha-load", 0)
         self._press = self._client("bench-ha-press", 1)
@@ -177,13 +178,20 @@ class Fleet:
             key = self._pending.pop((index, mid), None)
             if key is not None:
                 self.acked.add(key)
+            else:  # acknowledged before publish() returned its mid
+                self._early.add((index, mid))
 
     def _publish(
         self, index: int, client: mqtt.Client, topic: str, body: dict[str, object], key: tuple[str, int]
     ) -> None:
-        with self._lock:  # the mid is known only after publish: hold the lock so the PUBACK waits
-            info = client.publish(topic, json.dumps(body), qos=1)
-            self._pending[(index, info.mid)] = key
+        # Never hold our lock inside paho: its network thread calls _on_publish under paho's own locks.
+        info = client.publish(topic, json.dumps(body), qos=1)
+        with self._lock:
+            if (index, info.mid) in self._early:
+                self._early.discard((index, info.mid))
+                self.acked.add(key)
+            else:
+                self._pending[(index, info.mid)] = key
 
     def start(self) -> None:
         self._thread.start()
