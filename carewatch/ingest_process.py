@@ -1,4 +1,4 @@
-"""The ingest in its own process: committed records come back to the detectors over a pipe.
+"""The ingest in its own process; it tells the detectors over a pipe when it has committed something.
 
 Why a process: decoding and storing thousands of messages a second keeps the ingest's threads on the
 GIL most of the time; the detector runner in the same process then waits behind them before and after
@@ -8,13 +8,16 @@ the detectors (and the alert they open) do not queue behind telemetry.
 
 Each child runs an ordinary :class:`ingest.service.IngestService` (both lanes, acknowledgement after
 commit, unchanged); several children share one subscription (``ingest_processes``), the way to use
-more than one core for the ingest while every committed record still reaches the one detector runner.
-A child sends, over its pipe, the records of every committed batch and, every second, its status
-(connected, backlog) and its Prometheus metrics, which the parent serves from its own registry
-(summed over children). The parent restarts a child that dies (the broker redelivers what was not
-acknowledged) and then calls ``on_restarted``: records the child committed but had not yet handed
-over are read back from the database by the detector runner (it replays recent history; the engine
-ignores what it has already seen). A parent that dies takes the child with it (EOF on the control pipe).
+more than one core for the ingest. The detectors read committed records from the database's
+commit-ordered feed (storage.feed), whichever node's ingest wrote them; a child sends, over its pipe,
+only a hint after every committed batch (``on_committed``: read the feed now) and, every second, its
+status (connected, backlog) and its Prometheus metrics, which the parent serves from its own registry
+(summed over children). The hint is a fast path, never needed for correctness: the feed is read every
+``feed_poll_s`` anyway, and an event's commit wakes every node through NOTIFY. Sending the records
+themselves (as before the feed) cost a pickling per record and bought nothing measurable over the
+NOTIFY-woken feed (docs/operations.md, "Several nodes"). The parent restarts a child that dies (the
+broker redelivers what was not acknowledged) and then calls ``on_restarted``. A parent that dies
+takes the child with it (EOF on the control pipe).
 """
 
 from __future__ import annotations
@@ -196,8 +199,8 @@ class IngestProcess:
                 self._on_restarted()
                 continue
             kind = message[0]
-            if kind == "records":
-                self._on_committed(message[1])
+            if kind == "committed":
+                self._on_committed(())
             elif kind == "status":
                 _, worker.connected, worker.backlog, families = message
                 self._metrics.update(worker.index, families)
@@ -262,9 +265,8 @@ def _child(
             data.send(message)
 
     def committed(batch: list[Accepted]) -> None:
-        records = [record for item in batch for record in item.records]
-        if records:
-            send(("records", records))  # blocks when the detectors fall behind: back-pressure to the broker
+        if batch:
+            send(("committed",))  # a hint: the detectors read the records from the database's feed
 
     registry = CollectorRegistry()
     service = IngestService(

@@ -2,15 +2,19 @@
 
 ``Pipeline`` wires the stages with explicit objects (no globals) and owns their threads and processes:
 - the ingest, in ``ingest_processes`` supervised child processes by default (``carewatch.ingest_process``;
-  they share one subscription and hand every committed record to the detector runner over a pipe), or
-  in threads here (``ingest_process`` off);
-- the detector runner (one thread here; it is handed every committed record);
+  they share one subscription and tell the detector runner when they committed), or in threads here
+  (``ingest_process`` off);
+- the detector runner (one thread here, with its lease keeper; it reads the commit-ordered feed of the
+  partitions this node holds, carewatch.detector_runner);
 - the dispatcher, in a supervised child process by default (``carewatch.dispatch_process``; woken by
   the outbox's NOTIFY, and polling for retries and escalations), or in threads here when channels are
   injected or ``dispatch_process`` is off;
 - optionally the API, served by uvicorn in a thread.
-Run one pipeline per deployment: its detectors must see every record of a home. Extra dispatchers
-(``carewatch dispatch``) may run anywhere; they lock outbox rows with ``SKIP LOCKED``.
+Several pipelines (nodes) may run against one database and one broker, all active: ingest shares the
+subscription (give each node its own ``mqtt_client_id`` and the same ``mqtt_share_group``), detection
+is split into partitions leased to one node at a time (carewatch.partitions), dispatchers lock outbox
+rows with ``SKIP LOCKED`` and the API is stateless (docs/operations.md, "Several nodes"). One node alone
+holds every partition, with no extra configuration.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from api.app import create_app
 from api.feed import AlertFeed
 from carewatch.broker.endpoints import live_broker, service_mqtt_url
 from carewatch.broker.roles import Service
-from carewatch.detector_runner import DetectorRunner
+from carewatch.detector_runner import DetectorRunner, default_node_id
 from carewatch.dispatch_process import (
     DispatcherProcess,
     alerting_from_settings,
@@ -40,6 +44,8 @@ from carewatch.dispatch_process import (
     channels_from_settings,
 )
 from carewatch.ingest_process import IngestProcess
+from carewatch.node_status import NodeMetrics, readiness_checks
+from carewatch.partitions import LeaseKeeper
 from carewatch.settings import Settings
 from detectors import DetectorSuiteConfig
 from ingest.decode import DecodePolicy
@@ -110,8 +116,17 @@ class Pipeline:
             if settings.app_channel
             else None
         )
+        self.leases = LeaseKeeper(
+            conninfo=database_url,
+            node_id=settings.node_id or default_node_id(),
+            ttl_s=settings.lease_ttl_s,
+            renew_s=min(1.0, settings.lease_ttl_s / 4),
+            api_url=self.api_url if serve_api else "",
+        )
         self.detectors = DetectorRunner(
             conninfo=database_url,
+            leases=self.leases,
+            feed_poll_s=settings.feed_poll_s,
             config=detector_config or DetectorSuiteConfig(),
             alerting=self.alerting,
             on_alerts=lambda alert_ids: self._wake_dispatcher(),
@@ -126,7 +141,7 @@ class Pipeline:
                 config=ingest_config(settings),
                 mqtt_url=ingest_url,
                 database_url=database_url,
-                on_committed=self.detectors.submit_records,
+                on_committed=lambda hint: self.detectors.wake(),
                 on_restarted=self.detectors.replay_recent,
                 registry=self.metrics,
                 workers=settings.ingest_processes,
@@ -141,6 +156,7 @@ class Pipeline:
                 on_committed=self.detectors.submit,
                 registry=self.metrics,
             )
+        self.metrics.register(NodeMetrics(self.detectors))
         self.pool = ConnectionPool(
             database_url, min_size=1, max_size=8, open=False, name="api", kwargs={"autocommit": True}
         )
@@ -214,7 +230,8 @@ class Pipeline:
         log.info("pipeline started (api: %s)", self.api_url if self._serve_api else "off")
 
     def _readiness_checks(self) -> list[Callable[[], ReadyCheck]]:
-        """/readyz: the broker connection and the ingest backlog (the API adds database and dispatcher)."""
+        """/readyz: the broker connection, the ingest backlog, this node's partitions, the feed's lag and the
+        database role (the API adds database and dispatcher)."""
         limit = self.settings.ingest_max_backlog // 2
 
         def broker() -> ReadyCheck:
@@ -232,7 +249,7 @@ class Pipeline:
             detail = "in this process" if process is None else f"{'running' if ok else 'down'}, {restarts} restart(s)"
             return ReadyCheck(name="dispatcher_process", ok=ok, detail=detail)
 
-        return [broker, ingest_backlog, dispatcher_process]
+        return [broker, ingest_backlog, dispatcher_process, *readiness_checks(self.detectors, self.pool)]
 
     def stop(self) -> None:
         self._broker_stop.set()

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     detector_tick_s: float = Field(default=5.0, gt=0)
     detector_refresh_s: float = Field(default=30.0, gt=0)  # reload household settings and devices
     offline_grace_factor: float = Field(default=2.0, ge=1)
+    # Several nodes (issue 17, docs/operations.md "Several nodes"): this node's name among them (empty:
+    # host-pid), how long a partition lease lasts without renewal (a dead node's partitions move after
+    # it), and how often the detectors read the commit-ordered feed when no event woke them.
+    node_id: str = ""
+    lease_ttl_s: float = Field(default=5.0, ge=1, le=60)
+    feed_poll_s: float = Field(default=0.1, gt=0, le=5)
 
     # Alerting
     dispatch_poll_s: float = Field(default=0.2, gt=0)
