@@ -1,4 +1,5 @@
-"""Configuration: ``CAREWATCH_*`` environment variables, then an optional TOML file, then defaults.
+"""Configuration: ``CAREWATCH_*`` environment variables, then files named by ``CAREWATCH_*_FILE``
+(secrets: ``carewatch.secret_files``), then an optional TOML file, then defaults.
 
 Built once by the CLI and passed down; no module reads configuration on import.
 """
@@ -16,6 +17,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from carewatch.secret_files import FileSecretsSource
 
 
 class Settings(BaseSettings):
@@ -94,7 +97,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, FileSecretsSource(settings_cls)]
         config_file = os.environ.get("CAREWATCH_CONFIG")
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
