@@ -30,6 +30,7 @@ from alerting.channels import Channel
 from alerting.dispatcher import Dispatcher
 from api.app import create_app
 from api.feed import AlertFeed
+from api.ratelimit import BucketLimit, RateLimits
 from carewatch.detector_runner import DetectorRunner
 from carewatch.dispatch_process import (
     DispatcherProcess,
@@ -64,6 +65,13 @@ def ingest_config(settings: Settings) -> IngestConfig:
         device_rate_per_s=settings.device_rate_per_s,
         device_rate_burst=settings.device_rate_burst,
         urgent_lane=settings.ingest_urgent_lane,
+    )
+
+
+def rate_limits(settings: Settings) -> RateLimits:
+    return RateLimits(
+        auth_failures=BucketLimit(burst=settings.api_auth_failure_burst, refill_s=settings.api_auth_failure_refill_s),
+        token_mints=BucketLimit(burst=settings.api_token_mint_burst, refill_s=settings.api_token_mint_refill_s),
     )
 
 
@@ -177,6 +185,7 @@ class Pipeline:
                 metrics=self.metrics,
                 on_alert_changed=lambda alert_id: self._wake_dispatcher(),
                 readiness_checks=self._readiness_checks(),
+                rate_limits=rate_limits(self.settings),
             )
             self._app_feed = app.state.feed
             config = uvicorn.Config(

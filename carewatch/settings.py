@@ -34,6 +34,11 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    # Wrong tokens per client address, then one more per refill period; tokens minted per admin (api.ratelimit).
+    api_auth_failure_burst: int = Field(default=20, ge=1)
+    api_auth_failure_refill_s: float = Field(default=10.0, gt=0)
+    api_token_mint_burst: int = Field(default=10, ge=1)
+    api_token_mint_refill_s: float = Field(default=60.0, gt=0)
 
     # Ingest
     ingest_batch_rows: int = Field(default=1000, ge=1)
