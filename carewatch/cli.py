@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 
@@ -23,11 +22,9 @@ log = logging.getLogger("carewatch")
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from carewatch.logsafe import configure_logging
+
+    configure_logging(settings.log_level)
 
 
 def _require(value: str | None, name: str) -> str:

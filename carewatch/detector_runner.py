@@ -243,12 +243,13 @@ class DetectorRunner:
             changed = apply_findings(conn, findings, now, self._alerting)
         self.findings_total += len(findings)
         for finding in findings:
+            # Ids and kinds only: evidence can quote a note the resident typed (a service request).
             log.info(
-                "finding %s for household %s (%s): %s",
+                "finding %s for household %s (%s, device %s)",
                 finding.kind.value,
                 finding.household_id,
                 finding.detector,
-                finding.evidence,
+                finding.device_id or "-",
             )
         if changed:
             self._on_alerts(changed)
