@@ -2,6 +2,9 @@
 
 Subcommands:
   db migrate     apply migrations (and the TimescaleDB layer when available)
+  db retention   remove raw device data older than the configured retention, now
+  erase          erase a household's personal data (a resident who leaves the program)
+  export         write everything carewatch holds about a household as JSON
   run            run ingest, detectors, alerting and the API against CAREWATCH_MQTT_URL / _DATABASE_URL
   demo           the whole system with a simulated fleet; embedded broker/database when no URL is set
   simulate       publish (or write) a simulated fleet
@@ -38,6 +41,18 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
     mode = migrate(_require(settings.database_url, "CAREWATCH_DATABASE_URL"))
     print(f"migrated; storage mode: {mode.value}")
+    return 0
+
+
+def _cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from carewatch.retention import enforce, retention_from_settings
+
+    database_url = _require(settings.database_url, "CAREWATCH_DATABASE_URL")
+    report = enforce(database_url, retention_from_settings(settings), datetime.now(UTC), drop_now=True)
+    for line in report.lines():
+        print(line)
     return 0
 
 
@@ -104,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database administration")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("migrate", help="apply migrations").set_defaults(handler=_cmd_migrate)
+    db_commands.add_parser(
+        "retention", help="remove raw device data older than CAREWATCH_RETENTION_RAW_DAYS / _REJECTS_DAYS now"
+    ).set_defaults(handler=_cmd_retention)
 
     run = commands.add_parser("run", help="run the pipeline against configured services")
     run.add_argument("--no-api", action="store_true", help="do not serve the API from this process")

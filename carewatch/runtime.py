@@ -39,6 +39,7 @@ from carewatch.dispatch_process import (
     channels_from_settings,
 )
 from carewatch.ingest_process import IngestProcess
+from carewatch.retention import RetentionJob, retention_from_settings
 from carewatch.settings import Settings
 from detectors import DetectorSuiteConfig
 from ingest.decode import DecodePolicy
@@ -145,6 +146,10 @@ class Pipeline:
         self.pool = ConnectionPool(
             database_url, min_size=1, max_size=8, open=False, name="api", kwargs={"autocommit": True}
         )
+        # Raw data is kept only as long as configured (PIPL): policies or periodic deletes.
+        self.retention = RetentionJob(
+            conninfo=database_url, retention=retention_from_settings(settings), every_s=settings.retention_every_s
+        )
         self._serve_api = serve_api
         self._server: uvicorn.Server | None = None
         self._app_feed: AlertFeed | None = None
@@ -175,6 +180,7 @@ class Pipeline:
             thread.start()
             self._threads.append(thread)
         self.ingest.start()
+        self.retention.start()
         if self.replies is not None:
             self.replies.start()
         if self._serve_api:
@@ -229,6 +235,7 @@ class Pipeline:
         if self._server is not None:
             self._server.should_exit = True
         self.ingest.stop()
+        self.retention.stop()
         if self.replies is not None:
             self.replies.stop()
         self.detectors.stop()

@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     # Python's GIL switch interval for the pipeline process (see carewatch.runtime.Pipeline.start).
     gil_switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
 
+    # Personal data: raw device data (readings, events, status reports, message receipts) and rejects are
+    # kept this long (storage.retention); ``carewatch run`` enforces it every ``retention_every_s``.
+    # At least 35 days: the detectors learn from 28 days of history and ingest accepts 14 days late.
+    retention_raw_days: int = Field(default=400, ge=35)
+    retention_rejects_days: int = Field(default=90, ge=1)
+    retention_every_s: float = Field(default=3600.0, gt=0)
+
     log_level: str = "INFO"
 
     @classmethod

@@ -108,10 +108,14 @@ def test_no_secrets_or_keys_are_committed() -> None:
         except UnicodeDecodeError:
             continue
         relative = path.relative_to(REPO)
+        if relative == Path(__file__).relative_to(REPO):
+            continue  # this file's examples are made up to be found
         for number, line in enumerate(text.splitlines(), 1):
             for match in _URL_CREDENTIALS.finditer(line):
-                if match.group(1) not in _PLACEHOLDER_CREDENTIALS and "$" not in match.group(1):
+                credentials = match.group(1)
+                # Placeholders: documented examples, shell variables, "<printed>" in docs.
+                if credentials not in _PLACEHOLDER_CREDENTIALS and not {"$", "<"} & set(credentials):
                     findings.append(f"{relative}:{number}: credentials in a URL")
-            if _KEY_MATERIAL.search(line) and relative != Path(__file__).relative_to(REPO):
+            if _KEY_MATERIAL.search(line):
                 findings.append(f"{relative}:{number}: key material")
     assert findings == [], "secrets belong in the environment or *_FILE files:\n" + "\n".join(findings)
