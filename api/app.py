@@ -35,6 +35,7 @@ from api.routes import (
     devices,
     household_settings,
     households,
+    personal_data,
     readings,
     stream,
 )
@@ -94,6 +95,7 @@ def create_app(
         stream,
         alerts,
         admin,
+        personal_data,  # PIPL: export and erasure
         *alerting_routes,
     ):
         app.include_router(module.router, prefix="/api/v1", dependencies=authenticated)

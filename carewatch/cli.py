@@ -56,6 +56,18 @@ def _cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.personal_data_cli import run_export
+
+    return run_export(args, _require(settings.database_url, "CAREWATCH_DATABASE_URL"))
+
+
+def _cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.personal_data_cli import run_erase
+
+    return run_erase(args, _require(settings.database_url, "CAREWATCH_DATABASE_URL"))
+
+
 def _wait_for_signal(seconds: float | None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -158,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_backtest_arguments(backtest)
     backtest.set_defaults(handler=_cmd_backtest)
+
+    export = commands.add_parser("export", help="write everything carewatch holds about a household as JSON")
+    export.set_defaults(handler=_cmd_export)
+    erase = commands.add_parser("erase", help="erase a household's personal data (keeps alert statistics, audit)")
+    erase.set_defaults(handler=_cmd_erase)
+    from carewatch.personal_data_cli import add_arguments as add_personal_data_arguments
+
+    add_personal_data_arguments(export, erase)
     return parser
 
 

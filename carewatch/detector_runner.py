@@ -24,6 +24,7 @@ import psycopg
 
 from alerting.service import AlertingConfig, apply_findings
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings
+from detectors.engine import DEV
 from schemas.findings import Finding
 from schemas.intake import Accepted
 from schemas.records import MeterSample, Record
@@ -281,10 +282,21 @@ class DetectorRunner:
                 engine.set_household(household_id, HouseholdSettings.from_json(settings, timezone=timezone))
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("household %s has invalid detector settings (%s); using defaults", household_id, exc)
-        for device in active_devices(conn):
+        active = active_devices(conn)
+        for device in active:
             if device.device_id not in self._known:
                 engine.upsert_device(device)
                 self._known.add(device.device_id)
+        # Decommissioned (or erased: storage.erasure) devices: no more offline alerts, and their learned
+        # state is not written back after the erasure deleted it.
+        gone = sorted(self._known - {device.device_id for device in active})
+        for device_id in gone:
+            engine.remove_device(device_id)
+            self._known.discard(device_id)
+        if gone:
+            with conn.transaction():
+                detector_state.delete_snapshots(conn, [f"{DEV}:{device_id}" for device_id in gone])
+            log.info("detectors forgot %d decommissioned device(s)", len(gone))
 
     def _restore(self, conn: psycopg.Connection) -> None:
         snapshots = detector_state.load_snapshots(conn)

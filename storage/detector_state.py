@@ -23,3 +23,8 @@ def save_snapshots(conn: psycopg.Connection, snapshots: Mapping[str, dict[str, A
             " ON CONFLICT (state_key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
             [(key, Jsonb(state), now) for key, state in sorted(snapshots.items())],
         )
+
+
+def delete_snapshots(conn: psycopg.Connection, keys: list[str]) -> None:
+    """Forget the snapshots of ``keys`` (decommissioned or erased devices)."""
+    conn.execute("DELETE FROM detector_state WHERE state_key = ANY(%s)", (keys,))
