@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from carewatch.retention import enforce
-from storage import migrate
+from storage import erasure, migrate
 from storage.migrate import StorageMode
 from storage.retention import HOURLY_AGGREGATE, RAW_TABLES, REJECTS, Retention
 from tests.fixtures.fix_db import create_database, database_url_for, drop_database
@@ -84,6 +84,8 @@ def test_expired_chunks_are_dropped_on_demand(url: str) -> None:
             "INSERT INTO devices (device_id, device_type, household_id, expected_interval_s)"
             " VALUES ('ts-ret-meter', 'water_meter', 'hh-ts-ret', 900) ON CONFLICT DO NOTHING"
         )
+        # The stand-in serves one database whatever the name: forget an earlier run's rows.
+        conn.execute("DELETE FROM readings WHERE device_id = 'ts-ret-meter'")
         for age in (timedelta(days=300), timedelta(days=2)):
             ts = NOW - age
             conn.execute("INSERT INTO readings VALUES ('ts-ret-meter', %s, 1.0, %s)", (ts, ts))
@@ -92,3 +94,30 @@ def test_expired_chunks_are_dropped_on_demand(url: str) -> None:
     with psycopg.connect(url) as conn:
         left = conn.execute("SELECT count(*) FROM readings WHERE device_id = 'ts-ret-meter'").fetchone()
     assert left == (1,)
+
+
+def test_an_erased_households_hours_leave_the_hourly_aggregate(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO households (household_id, name) VALUES ('hh-ts-erase', 'x') ON CONFLICT DO NOTHING")
+        conn.execute(
+            "INSERT INTO devices (device_id, device_type, household_id, expected_interval_s)"
+            " VALUES ('ts-erase-meter', 'water_meter', 'hh-ts-erase', 900) ON CONFLICT DO NOTHING"
+        )
+        conn.execute("DELETE FROM readings WHERE device_id = 'ts-erase-meter'")
+        for hours in range(48, 40, -1):
+            ts = NOW - timedelta(days=20, hours=hours)
+            conn.execute("INSERT INTO readings VALUES ('ts-erase-meter', %s, %s, %s)", (ts, 100.0 - hours, ts))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CALL refresh_continuous_aggregate('readings_hourly', NULL, NULL)")
+        assert _hours(conn) > 0
+        with conn.transaction():
+            done = erasure.erase_household(conn, "hh-ts-erase", NOW)
+        assert done.readings_span is not None
+        assert erasure.refresh_hourly(conn, done.readings_span)
+        assert _hours(conn) == 0
+
+
+def _hours(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM readings_hourly WHERE device_id = 'ts-erase-meter'").fetchone()
+    assert row is not None
+    return int(row[0])
