@@ -113,8 +113,12 @@ def _populate(admin: httpx.Client, database_url: str, markers: Markers, househol
 
 
 def _statistics(database_url: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """Service levels by district and by caregiver, and outcomes by detector."""
     with psycopg.connect(database_url) as conn:
-        levels = service_levels.service_levels(conn, since=SINCE, until=UNTIL, group_by="district")
+        levels = [
+            *service_levels.service_levels(conn, since=SINCE, until=UNTIL, group_by="district"),
+            *service_levels.service_levels(conn, since=SINCE, until=UNTIL, group_by="caregiver"),
+        ]
         outcomes = service_levels.outcomes_by_detector(conn, since=SINCE, until=UNTIL)
     return levels, outcomes
 
