@@ -19,6 +19,7 @@ import signal
 import threading
 from collections.abc import Sequence
 
+from carewatch.secret_files import SecretFileError
 from carewatch.settings import Settings, load_settings
 
 log = logging.getLogger("carewatch")
@@ -183,7 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SecretFileError as exc:  # a *_FILE secret that cannot be used: say which, without a traceback
+        raise SystemExit(f"carewatch: {exc}") from exc
     _configure_logging(settings)
     result: int = args.handler(args, settings)
     return result
