@@ -5,7 +5,8 @@ whole pipeline at DEBUG with marker strings in every personal field and greps th
 is the guard behind the rule, for text we do not write ourselves (exception messages of libraries,
 servers' answers): it masks e-mail addresses, Chinese mobile numbers, and the whole row PostgreSQL
 quotes when a row breaks a constraint ("Failing row contains (...)", which would list a household's
-name and address). Names cannot be recognised by a pattern; only the rule keeps them out.
+name and address). Names cannot be recognised by a pattern; only the rule keeps them out. httpx's
+request lines, which name caregivers' webhook URLs (secrets in robot webhooks' queries), are not logged.
 """
 
 from __future__ import annotations
@@ -41,3 +42,6 @@ def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(MaskingFormatter(LOG_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler])
+    # httpx logs every request's full URL at INFO: a caregiver's webhook, where robot webhooks (DingTalk,
+    # WeCom) carry their secret in the query. The dispatcher logs each delivery by ids instead.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
