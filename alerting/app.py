@@ -133,7 +133,13 @@ class AppReplyListener:
         try:
             reply = AppReply.model_validate_json(message.payload)
         except ValidationError as exc:
-            log.warning("caregiver %s: invalid app reply %r: %s", caregiver_id, message.payload[:200], exc)
+            # Neither the payload nor the error's text: a reply may carry a note the caregiver typed.
+            log.warning(
+                "caregiver %s: invalid app reply (%d bytes, %d error(s))",
+                caregiver_id,
+                len(message.payload),
+                exc.error_count(),
+            )
             self._ack(caregiver_id, None, None, ok=False, detail="invalid reply")
             return
         try:

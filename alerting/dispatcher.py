@@ -33,6 +33,7 @@ import psycopg
 from alerting import checkins
 from alerting.away import raise_away_followups
 from alerting.channels import Channel, Delivery
+from alerting.redaction import redacted, summary
 from alerting.service import SYSTEM_ACTOR, AlertingConfig, escalate_due, escalate_now
 from alerting.visits import raise_overdue_visits
 from storage import alerts as alert_store
@@ -209,7 +210,9 @@ class Dispatcher:
                         phone=due.phone,
                     )
                 )
-                ok, detail, permanent = result.ok, result.detail, result.permanent
+                # Stored for operators, without the caregiver's addresses; only the summary is logged.
+                detail = redacted(result.detail, due.phone, due.email, due.webhook_url, due.webhook_secret)
+                ok, permanent = result.ok, result.permanent
             now = self._clock()
             outbox.record_attempt(conn, due.notification_id, attempt, now, ok, detail)
             retry_at = now + backoff(
@@ -237,7 +240,7 @@ class Dispatcher:
                     due.alert_id,
                     due.notification_id,
                     attempt,
-                    detail,
+                    summary(detail),
                 )
         if ok and self._on_delivered is not None:
             self._on_delivered(due.alert_id)
@@ -255,7 +258,7 @@ class Dispatcher:
             recipient,
             due.channel,
             attempt,
-            detail,
+            summary(detail),
         )
         alert_store.add_timeline(
             conn,

@@ -110,12 +110,8 @@ def _apply_finding(conn: psycopg.Connection, finding: Finding, now: datetime, co
 def _annotate(conn: psycopg.Connection, finding: Finding, now: datetime) -> int | None:
     existing = store.lock_open_alert(conn, finding.household_id, finding.kind.value)
     if existing is None:
-        log.info(
-            "household %s: note for %s with no open alert: %s",
-            finding.household_id,
-            finding.kind.value,
-            finding.evidence,
-        )
+        # Not the evidence: it can quote a note the resident typed.
+        log.info("household %s: note for %s with no open alert", finding.household_id, finding.kind.value)
         return None
     store.add_timeline(conn, existing.alert_id, now, finding.detector, "note", finding.evidence)
     store.merge_details(conn, existing.alert_id, finding.details)

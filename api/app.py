@@ -26,6 +26,7 @@ from api.broker import BrokerAccess, NoBroker
 from api.deps import ApiContext
 from api.feed import AlertFeed
 from api.health import ReadinessCheck, database_check, dispatcher_backlog_check, run_checks
+from api.ratelimit import ApiLimiter, RateLimits
 from api.routes import (
     admin,
     alert_actions,
@@ -37,6 +38,7 @@ from api.routes import (
     devices,
     household_settings,
     households,
+    personal_data,
     readings,
     reports,
     stream,
@@ -70,8 +72,11 @@ def create_app(
     feed_poll_s: float = 1.0,
     checkin_secret: str | None = None,
     broker: BrokerAccess | None = None,
+    rate_limits: RateLimits | None = None,
 ) -> FastAPI:
     """The app. ``readiness_checks`` are added to the database and dispatcher checks of ``/readyz``."""
+    # A private registry when none is given: two apps in one process must not collide in the global one.
+    metrics = metrics if metrics is not None else CollectorRegistry()
     app = FastAPI(
         title="carewatch monitoring API",
         version="1",
@@ -87,6 +92,7 @@ def create_app(
     )
     conninfo = pool.conninfo if isinstance(pool.conninfo, str) else pool.conninfo()
     app.state.feed = AlertFeed(conninfo=conninfo, poll_s=feed_poll_s)
+    app.state.limiter = ApiLimiter(rate_limits or RateLimits(), metrics)
     problems.install(app)
     authenticated = [Depends(get_principal)]
     # stream before alerts: "/alerts/stream" must not be read as "/alerts/{alert_id}".
@@ -102,6 +108,7 @@ def create_app(
         alerts,
         admin,
         checkins,
+        personal_data,  # PIPL: export and erasure
         *alerting_routes,
         reports,  # the district's monthly report (issue 18)
     ):
@@ -127,9 +134,7 @@ def create_app(
     return app
 
 
-def _install_metrics(app: FastAPI, given: CollectorRegistry | None) -> None:
-    # A private registry when none is given: two apps in one process must not collide in the global one.
-    registry = given if given is not None else CollectorRegistry()
+def _install_metrics(app: FastAPI, registry: CollectorRegistry) -> None:
     requests = Counter(
         "carewatch_api_requests",
         "API requests by route template, method and status",

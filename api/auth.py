@@ -16,6 +16,7 @@ Two kinds of refusal, on purpose: a role that may never use an endpoint gets 403
 caller's scope (another district's household, a household not in the caregiver's care plans) gets 404,
 the same answer as for a row that does not exist, so its existence does not leak.
 
+Wrong tokens are rate-limited per client address and minting per admin (``api.ratelimit``).
 Tokens are minted by ``create_token`` (the demo and tests call it; admins also through the API). The
 secret is compared as a SHA-256 digest with ``hmac.compare_digest`` after a primary-key lookup by id.
 """
@@ -32,11 +33,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import psycopg
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import Context
 from api.problems import ProblemError
+from api.ratelimit import Limiter, client_address
 from schemas.api import ApiRole
 from storage import auth as store
 from storage import care_plans
@@ -122,14 +124,19 @@ def _unauthorized(detail: str) -> ProblemError:
 
 
 def get_principal(
+    request: Request,
     context: Context,
+    limiter: Limiter,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized("a bearer token is required")
+    client = client_address(request)
+    limiter.check_client(client)  # 429 for an address that has presented too many wrong tokens
     with context.pool.connection() as conn:
         principal = authenticate(conn, credentials.credentials, context.clock())
     if principal is None:
+        limiter.auth_failed(client)
         raise _unauthorized("the token is unknown, expired or revoked")
     return principal
 

@@ -14,6 +14,8 @@ import logging
 import threading
 from multiprocessing.connection import Connection
 
+from carewatch.logsafe import configure_logging
+
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +42,7 @@ def tune_gc() -> None:
 def start_child(name: str, log_level: str, control: Connection) -> threading.Event:
     """Configure logging and garbage collection; return an event set when the parent asks to stop or
     disappears."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     tune_gc()
     stop = threading.Event()
 

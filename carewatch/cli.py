@@ -2,6 +2,9 @@
 
 Subcommands:
   db migrate     apply migrations (and the TimescaleDB layer when available)
+  db retention   remove raw device data older than the configured retention, now
+  erase          erase a household's personal data (a resident who leaves the program)
+  export         write everything carewatch holds about a household as JSON
   run            run ingest, detectors, alerting and the API against CAREWATCH_MQTT_URL / _DATABASE_URL
   demo           the whole system with a simulated fleet; embedded broker/database when no URL is set
   simulate       publish (or write) a simulated fleet
@@ -15,21 +18,19 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 
+from carewatch.secret_files import SecretFileError
 from carewatch.settings import Settings, load_settings
 
 log = logging.getLogger("carewatch")
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from carewatch.logsafe import configure_logging
+
+    configure_logging(settings.log_level)
 
 
 def _require(value: str | None, name: str) -> str:
@@ -44,6 +45,30 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     mode = migrate(_require(settings.database_url, "CAREWATCH_DATABASE_URL"), create_database=True)
     print(f"migrated; storage mode: {mode.value}")
     return 0
+
+
+def _cmd_retention(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from carewatch.retention import enforce, retention_from_settings
+
+    database_url = _require(settings.database_url, "CAREWATCH_DATABASE_URL")
+    report = enforce(database_url, retention_from_settings(settings), datetime.now(UTC), drop_now=True)
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.personal_data_cli import run_export
+
+    return run_export(args, _require(settings.database_url, "CAREWATCH_DATABASE_URL"))
+
+
+def _cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.personal_data_cli import run_erase
+
+    return run_erase(args, _require(settings.database_url, "CAREWATCH_DATABASE_URL"))
 
 
 def _wait_for_signal(seconds: float | None) -> None:
@@ -126,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database administration")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("migrate", help="apply migrations").set_defaults(handler=_cmd_migrate)
+    db_commands.add_parser(
+        "retention", help="remove raw device data older than CAREWATCH_RETENTION_RAW_DAYS / _REJECTS_DAYS now"
+    ).set_defaults(handler=_cmd_retention)
 
     run = commands.add_parser("run", help="run the pipeline against configured services")
     run.add_argument("--no-api", action="store_true", help="do not serve the API from this process")
@@ -173,12 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_arguments(report)
     report.set_defaults(handler=_cmd_report)
+    export = commands.add_parser("export", help="write everything carewatch holds about a household as JSON")
+    export.set_defaults(handler=_cmd_export)
+    erase = commands.add_parser("erase", help="erase a household's personal data (keeps alert statistics, audit)")
+    erase.set_defaults(handler=_cmd_erase)
+    from carewatch.personal_data_cli import add_arguments as add_personal_data_arguments
+
+    add_personal_data_arguments(export, erase)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SecretFileError as exc:  # a *_FILE secret that cannot be used: say which, without a traceback
+        raise SystemExit(f"carewatch: {exc}") from exc
     _configure_logging(settings)
     result: int = args.handler(args, settings)
     return result

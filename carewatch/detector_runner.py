@@ -40,6 +40,7 @@ from carewatch import partition_state
 from carewatch.partition_state import Partition
 from carewatch.partitions import LeaseKeeper, partition_of
 from detectors import DetectorSuiteConfig, HouseholdSettings
+from detectors.engine import DEV
 from schemas.findings import Finding
 from schemas.intake import Accepted
 from schemas.records import MeterSample, Record
@@ -487,12 +488,13 @@ class DetectorRunner:
             self.leases.lost(refused)
         self.findings_total += len(kept)
         for finding in kept:
+            # Ids and kinds only: evidence can quote a note the resident typed (a service request).
             log.info(
-                "finding %s for household %s (%s): %s",
+                "finding %s for household %s (%s, device %s)",
                 finding.kind.value,
                 finding.household_id,
                 finding.detector,
-                finding.evidence,
+                finding.device_id or "-",
             )
         if changed:
             self._on_alerts(changed)
@@ -554,11 +556,23 @@ class DetectorRunner:
                 part.engine.set_household(household_id, HouseholdSettings.from_json(settings, timezone=timezone))
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("household %s has invalid detector settings (%s); using defaults", household_id, exc)
-        for device in active_devices(conn):
+        active = active_devices(conn)
+        for device in active:
             part = parts.get(partition_of(device.household_id))
             if part is not None and (device.device_id not in self._known or parts is not self._parts):
                 part.engine.upsert_device(device)
                 self._known.add(device.device_id)
+        # Decommissioned (or erased: storage.erasure) devices: no more offline alerts, and their learned
+        # state is not written back after the erasure deleted it.
+        gone = sorted(self._known - {device.device_id for device in active})
+        for device_id in gone:
+            for part in parts.values():
+                part.engine.remove_device(device_id)
+            self._known.discard(device_id)
+        if gone:
+            with conn.transaction():
+                detector_state.delete_snapshots(conn, [f"{DEV}:{device_id}" for device_id in gone])
+            log.info("detectors forgot %d decommissioned device(s)", len(gone))
 
     def _snapshot(self, conn: psycopg.Connection, numbers: Iterable[int] | None = None) -> None:
         """Store the changed state of the partitions (all held by default), under their fence."""

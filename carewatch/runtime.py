@@ -34,6 +34,7 @@ from alerting.channels import Channel
 from alerting.dispatcher import Dispatcher
 from api.app import create_app
 from api.feed import AlertFeed
+from api.ratelimit import BucketLimit, RateLimits
 from carewatch.broker.endpoints import live_broker, service_mqtt_url
 from carewatch.broker.roles import Service
 from carewatch.detector_runner import DetectorRunner, default_node_id
@@ -46,6 +47,7 @@ from carewatch.dispatch_process import (
 from carewatch.ingest_process import IngestProcess
 from carewatch.node_status import NodeMetrics, readiness_checks
 from carewatch.partitions import LeaseKeeper
+from carewatch.retention import RetentionJob, retention_from_settings
 from carewatch.settings import Settings
 from detectors import DetectorSuiteConfig
 from ingest.decode import DecodePolicy
@@ -72,6 +74,13 @@ def ingest_config(settings: Settings) -> IngestConfig:
         device_rate_per_s=settings.device_rate_per_s,
         device_rate_burst=settings.device_rate_burst,
         urgent_lane=settings.ingest_urgent_lane,
+    )
+
+
+def rate_limits(settings: Settings) -> RateLimits:
+    return RateLimits(
+        auth_failures=BucketLimit(burst=settings.api_auth_failure_burst, refill_s=settings.api_auth_failure_refill_s),
+        token_mints=BucketLimit(burst=settings.api_token_mint_burst, refill_s=settings.api_token_mint_refill_s),
     )
 
 
@@ -160,6 +169,10 @@ class Pipeline:
         self.pool = ConnectionPool(
             database_url, min_size=1, max_size=8, open=False, name="api", kwargs={"autocommit": True}
         )
+        # Raw data is kept only as long as configured (PIPL): policies or periodic deletes.
+        self.retention = RetentionJob(
+            conninfo=database_url, retention=retention_from_settings(settings), every_s=settings.retention_every_s
+        )
         self._serve_api = serve_api
         self._server: uvicorn.Server | None = None
         self._app_feed: AlertFeed | None = None
@@ -192,6 +205,7 @@ class Pipeline:
             thread.start()
             self._threads.append(thread)
         self.ingest.start()
+        self.retention.start()
         if self.replies is not None:
             self.replies.start()
         if self.broker is not None:
@@ -210,6 +224,7 @@ class Pipeline:
                 readiness_checks=self._readiness_checks(),
                 checkin_secret=self.settings.checkin_secret,
                 broker=self.broker,
+                rate_limits=rate_limits(self.settings),
             )
             self._app_feed = app.state.feed
             config = uvicorn.Config(
@@ -258,6 +273,7 @@ class Pipeline:
         if self._server is not None:
             self._server.should_exit = True
         self.ingest.stop()
+        self.retention.stop()
         if self.replies is not None:
             self.replies.stop()
         self.detectors.stop()

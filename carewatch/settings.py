@@ -1,4 +1,5 @@
-"""Configuration: ``CAREWATCH_*`` environment variables, then an optional TOML file, then defaults.
+"""Configuration: ``CAREWATCH_*`` environment variables, then files named by ``CAREWATCH_*_FILE``
+(secrets: ``carewatch.secret_files``), then an optional TOML file, then defaults.
 
 Built once by the CLI and passed down; no module reads configuration on import.
 """
@@ -17,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from carewatch.secret_files import FileSecretsSource
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAREWATCH_", extra="forbid")
@@ -31,6 +34,11 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    # Wrong tokens per client address, then one more per refill period; tokens minted per admin (api.ratelimit).
+    api_auth_failure_burst: int = Field(default=20, ge=1)
+    api_auth_failure_refill_s: float = Field(default=10.0, gt=0)
+    api_token_mint_burst: int = Field(default=10, ge=1)
+    api_token_mint_refill_s: float = Field(default=60.0, gt=0)
 
     # Ingest
     ingest_batch_rows: int = Field(default=1000, ge=1)
@@ -119,6 +127,13 @@ class Settings(BaseSettings):
     # Python's GIL switch interval for the pipeline process (see carewatch.runtime.Pipeline.start).
     gil_switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
 
+    # Personal data: raw device data (readings, events, status reports, message receipts) and rejects are
+    # kept this long (storage.retention); ``carewatch run`` enforces it every ``retention_every_s``.
+    # At least 35 days: the detectors learn from 28 days of history and ingest accepts 14 days late.
+    retention_raw_days: int = Field(default=400, ge=35)
+    retention_rejects_days: int = Field(default=90, ge=1)
+    retention_every_s: float = Field(default=3600.0, gt=0)
+
     log_level: str = "INFO"
 
     @classmethod
@@ -130,7 +145,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, FileSecretsSource(settings_cls)]
         config_file = os.environ.get("CAREWATCH_CONFIG")
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))

@@ -60,3 +60,8 @@ def first_time_findings(conn: psycopg.Connection, keys: Mapping[str, int]) -> se
 
 def prune_findings(conn: psycopg.Connection, before: datetime) -> None:
     conn.execute("DELETE FROM detector_findings WHERE recorded_at < %s", (before,))
+
+
+def delete_snapshots(conn: psycopg.Connection, keys: list[str]) -> None:
+    """Forget the snapshots of ``keys`` (decommissioned or erased devices)."""
+    conn.execute("DELETE FROM detector_state WHERE state_key = ANY(%s)", (keys,))

@@ -15,6 +15,7 @@ from api.audit import Audit
 from api.auth import AdminOnly, Authenticated, FleetViewer, create_token
 from api.deps import Connection, Context
 from api.problems import ProblemError
+from api.ratelimit import Limiter
 from schemas.api import ApiRole, AuditEntry, FleetDevice, FleetHealth, Page, TokenCreate, TokenIssued, WhoAmI
 from storage import audit as audit_store
 from storage import auth as token_store
@@ -32,9 +33,11 @@ def whoami(principal: Authenticated) -> WhoAmI:
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED)
 def mint_token(
-    body: TokenCreate, conn: Connection, principal: AdminOnly, audit: Audit, context: Context
+    body: TokenCreate, conn: Connection, principal: AdminOnly, audit: Audit, context: Context, limiter: Limiter
 ) -> TokenIssued:
-    """A new token; the response is the only place it ever appears in clear."""
+    """A new token; the response is the only place it ever appears in clear. Rate-limited per minting
+    subject (429 with ``Retry-After``)."""
+    limiter.take_mint(principal.subject)
     if body.role is ApiRole.OPERATOR and body.district is None:
         raise ProblemError(422, "Invalid request", "an operator token needs a district")
     with conn.transaction():

@@ -17,6 +17,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
+from pydantic import ValidationError
 
 from alerting import checkins
 from alerting.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
@@ -24,6 +25,7 @@ from api.audit import Audit
 from api.auth import Reader
 from api.deps import Connection, Context
 from api.problems import ProblemError
+from api.ratelimit import Limiter, client_address
 from api.routes.households import visible_or_404
 from schemas.alerts import CheckinAnswerBody, CheckinAnswerResult, CheckinPublic
 from storage import alert_views
@@ -36,7 +38,8 @@ router = APIRouter(tags=["checkins"])
 # The gateway's callback (signature, no bearer token): listed in SIGNED_ROUTES for the auth tests.
 callback_router = APIRouter(tags=["checkins"])
 
-CheckinIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+# Any string: a malformed id is an unknown one (404) -- after the signature check, never before it.
+CheckinIdPath = Annotated[str, Path(max_length=128)]
 # (method, path) of the routes authenticated by a signature instead of a bearer token.
 SIGNED_ROUTES = frozenset({("POST", "/api/v1/checkins/{checkin_id}/answer")})
 
@@ -50,21 +53,31 @@ async def answer(
     checkin_id: CheckinIdPath,
     request: Request,
     context: Context,
+    limiter: Limiter,
     x_carewatch_timestamp: Annotated[str, Header(alias=TIMESTAMP_HEADER)] = "",
     x_carewatch_signature: Annotated[str, Header(alias=SIGNATURE_HEADER)] = "",
 ) -> CheckinAnswerResult:
     """The resident answered the gateway's call or SMS: 1 ok, 2 help, 3 away (signed by the gateway)."""
+    client = client_address(request)
+    limiter.check_client(client)  # 429 for an address that has sent too many bad signatures
     if not x_carewatch_timestamp or not x_carewatch_signature:
+        limiter.auth_failed(client)
         raise ProblemError(401, "Unauthorized", "the callback must be signed")
     secret = context.checkin_secret
     if not secret:  # nothing to verify against: no signature can be good
         log.warning("check-in callback refused: CAREWATCH_CHECKIN_SECRET is not set")
+        limiter.auth_failed(client)
         raise ProblemError(401, "Unauthorized", "check-in callbacks are not configured on this server")
     raw = await request.body()
     if not verify(secret, x_carewatch_timestamp, raw, x_carewatch_signature, now=time.time()):
         log.warning("check-in callback with a bad or stale signature refused")
+        limiter.auth_failed(client)
         raise ProblemError(401, "Unauthorized", "bad or missing signature")
-    body = CheckinAnswerBody.model_validate_json(raw)
+    try:
+        body = CheckinAnswerBody.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise ProblemError(422, "Invalid request", errors[:500]) from exc
     now = context.clock()
     at = body.answered_at if body.answered_at is not None and body.answered_at <= now else now
     with context.pool.connection() as conn, conn.transaction():

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from tests.api.auth_routes import signed_app_kwargs
 from tests.api.world import Served, World, seed, serve
 
 
@@ -20,5 +21,5 @@ def world(database_url: str) -> World:
 
 @pytest.fixture(scope="module")
 def server(database_url: str, world: World) -> Iterator[Served]:
-    with serve(database_url) as served:
+    with serve(database_url, **signed_app_kwargs()) as served:
         yield served

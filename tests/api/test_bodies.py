@@ -84,6 +84,10 @@ BODY_TESTS: dict[tuple[str, str], str] = {
     "test_the_phone_gateway_answer_ok_resolves_it",
     ("GET", "/healthz"): "api/test_devices_fleet_readings.py::test_readyz_is_503_when_the_database_is_unreachable",
     ("GET", "/readyz"): "api/test_devices_fleet_readings.py::test_readyz_names_the_failing_runtime_check",
+    ("GET", "/households/{household_id}/export"): "api/test_personal_data.py::"
+    "test_export_holds_every_personal_field_and_is_audited",
+    ("POST", "/households/{household_id}/erasure"): "api/test_personal_data.py::"
+    "test_erasure_leaves_no_personal_data_and_keeps_the_statistics",
 }
 
 
