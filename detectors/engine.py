@@ -50,7 +50,9 @@ from detectors.held import HeldFindings
 from detectors.meter import MeterLogic
 from detectors.meter_batch import BATCH_MIN, apply_prefix
 from detectors.meter_fleet import apply_fleet
-from schemas.findings import AlertClosure, Finding
+from detectors.silence import due as silence_due
+from detectors.silence import raise_silence
+from schemas.findings import AlertClosure, Finding, FindingAction, PresenceSignal
 from schemas.kinds import AlertKind, DeviceType
 from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record, StatusReport
 
@@ -65,6 +67,8 @@ _BAD_SNAPSHOT = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 
 _device_time = attrgetter("ts")
+# Resolved alerts after which the inactivity windows count afresh (MeterLogic.rearm).
+_REARMING = frozenset({AlertKind.INACTIVITY, AlertKind.ROUTINE_MISSED})
 _device_id = attrgetter("device_id")
 # Bulk attempts per meter and call: after each, the reading that ended it is applied on its own.
 BATCH_TRIES = 4
@@ -187,7 +191,11 @@ class Engine:
             self._household(device.household_id).discard(device_id)
 
     def set_household(self, household_id: str, settings: HouseholdSettings) -> None:
-        self._household(household_id).view = HouseholdView(settings)
+        household = self._household(household_id)
+        household.view = HouseholdView(settings)
+        # The silence rule's deadline follows the settings (the check-in lead, away periods).
+        for device_id in household.devices:
+            self._schedule_device(device_id)
 
     def alert_closed(self, closure: AlertClosure) -> None:
         """An alert of the household was resolved: drop the latches that raised it, so they cannot hide
@@ -199,8 +207,11 @@ class Engine:
         t = epoch(closure.closed_at)
         for device_id in household.devices:
             logic = self._logic.get(device_id)
-            if closure.kind is AlertKind.INACTIVITY and isinstance(logic, MeterLogic):
+            # An inactivity (backstop, program rule, "cannot confirm") or routine alert resolved: the
+            # resident was confirmed fine then, so every inactivity window counts afresh from there.
+            if closure.kind in _REARMING and isinstance(logic, MeterLogic):
                 logic.rearm(t)
+                self._schedule_device(device_id)
             elif closure.kind is AlertKind.MAINTENANCE and isinstance(logic, SmokeLogic):
                 logic.close_maintenance()
             else:
@@ -271,7 +282,7 @@ class Engine:
                 if done == len(recs):
                     dirty_devices.add(device_id)
                     dirty_households.add(logic.device.household_id)
-                    self._schedule(DEV, device_id, health.next_timer())
+                    self._schedule_device(device_id)
         return applied
 
     def _apply_bulk(
@@ -327,8 +338,22 @@ class Engine:
         elif isinstance(record, MeterSample) and isinstance(logic, MeterLogic):
             out.extend(logic.on_reading(record, view))
         elif isinstance(record, DeviceEvent) and isinstance(logic, SmokeLogic | CallLogic):
-            out.extend(logic.on_event(record, view))
+            found = logic.on_event(record, view)
+            for f in found:
+                if f.action is FindingAction.PRESENCE:
+                    self._sign_of_life(household, f)
+            out.extend(found)
         return out
+
+    def _sign_of_life(self, household: _Household, sign: Finding) -> None:
+        """A press or a smoke alarm pressed: a sign of life for every meter of the household."""
+        t, signal = epoch(sign.at), PresenceSignal(sign.details["signal"])
+        for device_id in household.devices:
+            logic = self._logic.get(device_id)
+            if isinstance(logic, MeterLogic):
+                logic.sign_of_life(t, signal, sign.device_id or "", household.view)
+                self._dirty[DEV].add(device_id)
+                self._schedule_device(device_id)
 
     # Timers ----------------------------------------------------------------------------------------
     def tick(self, now: datetime) -> list[Finding]:
@@ -365,17 +390,41 @@ class Engine:
         health = self._health.get(device_id)
         if health is None:
             return []
-        due = health.next_timer()
-        if due is None or due > now:
-            self._schedule_device(device_id)
-            return []
         household = self._household(health.device.household_id)
-        self._dirty[HH].add(health.device.household_id)
-        if health.last_heard is None:
-            since, reason = health.watch_from if health.watch_from is not None else now, "never_heard"
-        else:
-            since, reason = health.last_heard, "silent"
-        return household.health.device_offline(health, since, now, reason, self._peers(household), household.view)
+        out: list[Finding] = []
+        due = health.next_timer()
+        if due is not None and due <= now:
+            self._dirty[HH].add(health.device.household_id)
+            if health.last_heard is None:
+                since, reason = health.watch_from if health.watch_from is not None else now, "never_heard"
+            else:
+                since, reason = health.last_heard, "silent"
+            view = household.view
+            out = household.health.device_offline(health, since, now, reason, self._peers(household), view)
+        if isinstance(self._logic.get(device_id), MeterLogic):
+            out.extend(self._silence(household, now))
+        self._schedule_device(device_id)
+        return out
+
+    def _meters(self, household: _Household) -> list[tuple[MeterLogic, DeviceHealth]]:
+        out = []
+        for device_id in household.devices:
+            logic = self._logic.get(device_id)
+            if isinstance(logic, MeterLogic):
+                out.append((logic, self._health[device_id]))
+        return out
+
+    def _silence(self, household: _Household, now: float) -> list[Finding]:
+        """The silence rule (detectors/silence.py), when due: one finding for the household."""
+        meters = self._meters(household)
+        due = silence_due(meters, household.view, self._cfg)
+        if due is None or due > now:
+            return []
+        found = raise_silence(meters, self._peers(household), now, household.view, self._cfg)
+        for logic, _ in meters:
+            self._dirty[DEV].add(logic.device.device_id)
+            self._schedule_device(logic.device.device_id)
+        return found
 
     def _schedule(self, kind: str, ident: str, due: float | None) -> None:
         scheduled = self._due[kind]
@@ -386,8 +435,23 @@ class Engine:
             heapq.heappush(self._heap, (due, kind, ident))
 
     def _schedule_device(self, device_id: str) -> None:
+        """A device's timer: its silence deadline, and for a meter also the silence rule's; a meter's
+        change can move the rule's deadline for the household's other meters too."""
         health = self._health.get(device_id)
-        self._schedule(DEV, device_id, health.next_timer() if health else None)
+        if health is None:
+            self._schedule(DEV, device_id, None)
+            return
+        if not isinstance(self._logic.get(device_id), MeterLogic):
+            self._schedule(DEV, device_id, health.next_timer())
+            return
+        household = self._household(health.device.household_id)
+        meters = self._meters(household)
+        rule = silence_due(meters, household.view, self._cfg)
+        for logic, meter_health in meters:
+            due = meter_health.next_timer()
+            if rule is not None:
+                due = rule if due is None else min(due, rule)
+            self._schedule(DEV, logic.device.device_id, due)
 
     def _schedule_household(self, household_id: str) -> None:
         self._schedule(HH, household_id, self._household(household_id).held.next_timer())

@@ -26,6 +26,11 @@ Call button (为老服务一键通)
     ``service_request`` raises a normal SERVICE_REQUEST (a task for the care team, not an emergency),
     debounced like ``sos``.
 
+Presence. Every call-button event (``sos``, ``cancel``, ``service_request``, ``checkin_ok``) and a smoke
+alarm's ``hush`` or ``test`` is a person at home: each also emits a PRESENCE finding (kind INACTIVITY,
+``signal`` press or smoke; ``checkin_ok`` carries its ``checkin_id`` and raises nothing else). Alerting
+answers a check-in in progress with it; the engine passes it to the household's meters as a sign of life.
+
 Away and hospital periods never suppress these: a press or a fire is always somebody's emergency.
 """
 
@@ -35,10 +40,11 @@ from typing import Any
 
 from detectors.config import EventConfig
 from detectors.context import HouseholdView, epoch, hours, to_dt
-from schemas.findings import Finding, FindingAction
-from schemas.kinds import DEFAULT_SEVERITY, AlertKind, Severity
+from schemas.findings import Finding, FindingAction, PresenceSignal
+from schemas.kinds import DEFAULT_SEVERITY, AlertKind, CallEventKind, Severity
 from schemas.records import DeviceEvent, DeviceInfo
 
+_CALL_EVENTS = frozenset(kind.value for kind in CallEventKind)
 _MAINTENANCE_TEXT = {
     "low_battery": "smoke alarm reports a low battery: replace it before the alarm goes silent",
     "fault": "smoke alarm reports a fault: it may not detect smoke; arrange a technician",
@@ -75,6 +81,26 @@ def finding(
     )
 
 
+def presence(
+    device: DeviceInfo,
+    kind: AlertKind,
+    signal: PresenceSignal,
+    t: float,
+    now: float,
+    evidence: str,
+    checkin_id: str | None = None,
+) -> Finding:
+    """A sign of life at ``t`` (PRESENCE): INACTIVITY for water, a press or a smoke alarm pressed,
+    CONTINUOUS_FLOW for a raised flow that stopped."""
+    details: dict[str, Any] = {"signal": signal.value}
+    if checkin_id is not None:
+        details["checkin_id"] = checkin_id
+    return finding(
+        device, kind, at=t, detected_at=now, evidence=evidence, detector="presence",
+        action=FindingAction.PRESENCE, details=details,
+    )  # fmt: skip
+
+
 class SmokeLogic:
     """Per smoke alarm state: since when it sounds, its last ``alarm``, which maintenance notices are open."""
 
@@ -91,8 +117,14 @@ class SmokeLogic:
         self.open_maintenance: list[str] = list(state.get("maint", []))
 
     def on_event(self, event: DeviceEvent, view: HouseholdView) -> list[Finding]:
-        found = self._judge(event.kind, epoch(event.ts), epoch(event.received_at), view)
-        return [found] if found is not None else []
+        t, now = epoch(event.ts), epoch(event.received_at)
+        found = self._judge(event.kind, t, now, view)
+        out = [found] if found is not None else []
+        if event.kind in ("hush", "test"):
+            what = "hushed" if event.kind == "hush" else "tested"
+            text = f"smoke alarm {what} at {view.fmt(t, now)}: a person is at home"
+            out.append(presence(self.device, AlertKind.INACTIVITY, PresenceSignal.SMOKE, t, now, text))
+        return out
 
     def sounding(self, t: float) -> bool:
         """Is the alarm still sounding at ``t``: an ``alarm`` without ``alarm_cleared`` and not quiet since."""
@@ -190,7 +222,13 @@ class CallLogic:
             found = self._cancel(t, now)
         elif event.kind == "service_request":
             found = self._request(t, now, note, event.note, view)
-        return [found] if found is not None else []
+        out = [found] if found is not None else []
+        if event.kind not in _CALL_EVENTS:
+            return out
+        # Every press is a person at the button: a sign of life (and the answer to a check-in).
+        text = f"call button pressed ({event.kind}) at {view.fmt(t, now)}: the resident is up"
+        out.append(presence(self.device, AlertKind.INACTIVITY, PresenceSignal.PRESS, t, now, text, event.checkin_id))
+        return out
 
     def _sos(self, t: float, now: float, note: str, view: HouseholdView) -> Finding:
         # Every press is raised (alerting attaches it to the open SOS alert, or opens a new one when

@@ -176,8 +176,10 @@ class RoutineLogic:
         litres: float,
         suppressed: str | None,
         view: HouseholdView,
+        sign: str | None = None,
     ) -> list[Finding]:
-        """Evaluate the stretch quiet since ``q`` at reading time ``t`` (``litres`` used since ``q``)."""
+        """Evaluate the stretch quiet since ``q`` at reading time ``t`` (``litres`` used since ``q``);
+        ``sign`` names a sign of life that began the stretch (a press), for the evidence."""
         if self.fired_q is not None:
             if q <= self.fired_q:
                 return []  # this stretch already fired
@@ -198,7 +200,7 @@ class RoutineLogic:
         day_type = "weekends" if view.is_weekend(day) else "weekdays"
         evidence = (
             f"at {view.fmt(t, t)} on {day_type} water has usually been used within the last {hours(usual)} "
-            f"({n} comparable days); none since {view.fmt(q, t)}; {litres:.1f} L in {hours(t - q)}"
+            f"({n} comparable days); none since {sign or view.fmt(q, t)}; {litres:.1f} L in {hours(t - q)}"
         )
         return [
             finding(

@@ -29,7 +29,9 @@ def test_meter_silent_past_interval_times_grace_is_offline_not_inactive() -> Non
     assert f.detected_at == at(10.5)
     assert "silent since 10:00 (expected every 15 min)" in f.evidence
     assert e.tick(at(20)) == []
-    assert e.next_timer() is None
+    # Nothing more until the silence rule's deadline: 12 h after the quiet began (no use seen since the
+    # first reading), when no reading can prove use any more (tests/detectors/test_silence.py).
+    assert e.next_timer() == at(22)
     [back] = e.process([sample(at(20), 100.0)])
     assert (back.kind, back.action) == (AlertKind.DEVICE_OFFLINE, FindingAction.ANNOTATE)
 
@@ -88,7 +90,10 @@ def test_quiet_window_holds_low_severity_until_morning() -> None:
     e.set_household(HH, HouseholdSettings(quiet=(QuietWindow(time(22), time(7)),)))
     assert e.process([status(at(23), METER, battery_pct=10)]) == []
     # Emergencies are never held.
-    assert [f.kind for f in e.process([event("sos", at(23.5))])] == [AlertKind.SOS]
+    assert [(f.kind, f.action) for f in e.process([event("sos", at(23.5))])] == [
+        (AlertKind.SOS, FindingAction.RAISE),
+        (AlertKind.INACTIVITY, FindingAction.PRESENCE),  # a sign of life: never held either
+    ]
     snap = e.snapshots()
     restored = Engine(DetectorSuiteConfig(), snap)
     restored.set_household(HH, HouseholdSettings(quiet=(QuietWindow(time(22), time(7)),)))

@@ -27,7 +27,7 @@ import pytest
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period, QuietWindow
 from detectors.meter_batch import BATCH_MIN
 from detectors.testing import PROFILES, Resident, hours_to_dt, meter_samples
-from schemas.findings import AlertClosure, Finding
+from schemas.findings import AlertClosure, Finding, FindingAction
 from schemas.kinds import AlertKind, DeviceType
 from schemas.records import DeviceInfo, MeterSample, Record, StatusReport
 
@@ -60,11 +60,14 @@ def _state(engine: Engine) -> dict[str, Any]:
 class Pair:
     """A reference engine and a bulk-path engine, fed identically and compared after every call."""
 
-    def __init__(self, cfg: DetectorSuiteConfig = SUITE, settings: HouseholdSettings | None = None) -> None:
+    def __init__(
+        self, cfg: DetectorSuiteConfig = SUITE, settings: HouseholdSettings | None = None, *devices: DeviceInfo
+    ) -> None:
         self.ref = Engine(cfg, batch_path=False)
         self.fast = Engine(cfg)
         for e in (self.ref, self.fast):
-            e.upsert_device(METER)
+            for device in devices or (METER,):
+                e.upsert_device(device)
             if settings is not None:
                 e.set_household(METER.household_id, settings)
         self.findings: list[Finding] = []
@@ -255,14 +258,22 @@ def test_a_fall_fires_the_backstop_and_the_routine_inside_a_daily_batch() -> Non
 def test_after_the_backstop_fired_the_days_without_water_and_the_first_use_go_in_bulk() -> None:
     # A fall after the evening wash: the routine fires at 08:15, the backstop at 09:30 (its latch waits
     # for the next use). Two and a half days on the floor, then water again (found, or home from an
-    # unannounced trip): the quiet days and the day water resumes go in bulk, latch and all.
+    # unannounced trip): the quiet days go in bulk, latch and all; the first use is news (presence).
+    # (A daily-upload meter, registered as one: between uploads it is not silent.)
     fall_h = (WARM_D + 1) * 24 + 22.0
     uses = [u for u in regular(WARM_D + 5) if not fall_h <= u[0] < fall_h + 60]
-    pair = run(day_of(uses, WARM_D + 5), [96])
+    pair = Pair(SUITE, None, replace(METER, expected_interval_s=86400))
+    for batch in uploads(day_of(uses, WARM_D + 5), [96]):
+        pair.feed(batch)
+    pair.finish()
     fell = hours_to_dt(fall_h)
-    raised = [f.detector for f in pair.findings if f.detected_at > fell and f.detector != "health_offline"]
-    assert raised == ["routine", "backstop:flat_12h"]
-    # Per reading: each upload's first (the meter comes back online) and the readings where the two fired.
+    later = [f for f in pair.findings if f.detected_at > fell and f.detector != "health_offline"]
+    assert [f.detector for f in later if f.action is FindingAction.RAISE] == ["routine", "backstop:flat_12h"]
+    # The first use after them is a sign of life (presence), emitted by the per-reading path.
+    [back] = [f.at for f in later if f.action is FindingAction.PRESENCE and f.at > fell]
+    assert back >= hours_to_dt(fall_h + 60)
+    # Per reading: the readings where the two fired and the one where water resumed (presence), each
+    # followed by the bulk path's next tries.
     assert pair.readings - pair.fast.batch_readings < 40
 
 
