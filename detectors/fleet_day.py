@@ -184,8 +184,8 @@ def _use(rows: DayRows) -> None:
     # A fired rule is silent until the use that clears it, and counts from that use's interval on.
     cleared = rows.cleared
     clear_t0 = None if cleared is None else np.take_along_axis(rows.t0, np.minimum(cleared, m - 1)[:, None], axis=1)
-    # The first use after an inactivity-type finding is news (a PRESENCE): the per-reading path emits it.
-    due = [meter.logic.presence_due for meter in rows.meters]
+    # The first use after an inactivity-type finding is news (a PRESENCE; MeterLogic.stops_at_use).
+    due = [meter.logic.stops_at_use for meter in rows.meters]
     if any(due):
         rows.ok &= ~(np.array(due) & rows.used.any(axis=1))
     leads = [meter.view.settings.checkin_lead_s for meter in rows.meters]

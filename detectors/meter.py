@@ -371,7 +371,9 @@ class MeterLogic:
                 self._set_latch(RuleLatch(latch.name, None, t))
         if self.silence_q is not None and self.silence_q < t:
             self.silence_q = None
-        if self.last_use is None or self.last_use < t:
+        # Nothing raised is left open for a stretch begun before the sign: the next use is not news.
+        fired_q = self.routine.fired_q
+        if not self.awaiting_use and self.silence_q is None and (fired_q is None or fired_q < t):
             self.presence_due = False
 
     def _note_sign(self, t: float, view: HouseholdView) -> None:
@@ -418,6 +420,12 @@ class MeterLogic:
     def awaiting_use(self) -> bool:
         """A flat rule has fired and waits for water to resume; until then the routine says nothing."""
         return any(latch.reg is not None for latch in self.fired)
+
+    @property
+    def stops_at_use(self) -> bool:
+        """The next use changes what the bulk paths do not follow: it is news (a PRESENCE finding), or it
+        ends the silence rule's latch. They end their prefix there; the per-reading path takes it."""
+        return self.presence_due or self.silence_q is not None
 
     def bulk_blocked(self) -> bool:
         """A fired latch the bulk paths do not follow: a program rule's (it clears on litres, not on a

@@ -243,8 +243,8 @@ def _use(logic: MeterLogic, view: HouseholdView, seg: _Day) -> int:
     use_t0 = np.where(seen, t0[at], logic.use_t0 if logic.use_t0 is not None else logic.series_start)
     # A fired rule (MeterLogic._clear_fired) is cleared by the next use, from that use's interval on.
     seg.cleared = _first(used) if logic.awaiting_use else 0
-    # The first use after an inactivity-type finding is news (a PRESENCE): the per-reading path emits it.
-    stop = _first(used) if logic.presence_due else m
+    # The first use after an inactivity-type finding is news (a PRESENCE; MeterLogic.stops_at_use).
+    stop = _first(used) if logic.stops_at_use else m
     lead = view.settings.checkin_lead_s
     for base in cfg.flat_rules:  # personal rules only: program rules never reach the bulk path
         if base.enabled:
