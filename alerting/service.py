@@ -66,6 +66,13 @@ def apply_findings(
 
 
 def _apply_finding(conn: psycopg.Connection, finding: Finding, now: datetime, config: AlertingConfig) -> int | None:
+    if finding.action is FindingAction.PRESENCE:
+        # A sign of life never opens an alert: it is noted on the open alert of its kind, if any.
+        # (Answering a check-in in progress with it is the check-in machinery's.)
+        found = store.lock_open_alert(conn, finding.household_id, finding.kind.value)
+        if found is not None:
+            store.add_timeline(conn, found.alert_id, now, finding.detector, "note", finding.evidence)
+        return found.alert_id if found is not None else None
     if finding.action is FindingAction.ANNOTATE:
         existing = store.lock_open_alert(conn, finding.household_id, finding.kind.value)
         if existing is None:
