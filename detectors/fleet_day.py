@@ -206,7 +206,7 @@ def _use(rows: DayRows) -> None:
                     silent.append(0)
             begun = np.maximum(np.maximum(use_start, floor_c), _col(rule_floor))
             limit = _col(window) if lead is None else backstop_window_s(_col(window), lead, rows.dt)
-            fire = ~(t - begun < limit) & (np.arange(m) >= np.array(silent)[:, None])
+            fire = ~(t - begun < limit) & ~rows.used & (np.arange(m) >= np.array(silent)[:, None])
             rows.ok &= ~fire.any(axis=1)
 
 

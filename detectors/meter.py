@@ -304,7 +304,10 @@ class MeterLogic:
                 start = max(start, rule_floor)
             window = rule.window_h * 3600
             due = backstop_window_s(window, view.settings.checkin_lead_s, dt) if rule.personal else window
-            if t - start < due or suppressed:
+            # A reading that shows use is news, never the backstop's: when its interval is a long gap the
+            # use may lie anywhere in it, and the quiet after it is the next reading's (a silent gap is
+            # the silence rule's).
+            if t - start < due or suppressed or (rule.personal and self.last_use == t):
                 continue
             if rule.personal:
                 used = max(r - self.use_r, 0.0) if self.last_use is not None else 0.0

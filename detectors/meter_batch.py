@@ -258,7 +258,7 @@ def _use(logic: MeterLogic, view: HouseholdView, seg: _Day) -> int:
                 silent, rule_floor = seg.cleared, max(floor, float(t0[seg.cleared]))
             start = np.maximum(np.maximum(use_t0, floor), rule_floor)
             window = rule.window_h * 3600
-            fire = ~(t - start < (backstop_window_s(window, lead, dt) if lead > 0.0 else window))
+            fire = ~(t - start < (backstop_window_s(window, lead, dt) if lead > 0.0 else window)) & ~used
             fire[:silent] = False
             stop = min(stop, _first(fire))
     return stop

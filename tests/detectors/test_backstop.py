@@ -115,3 +115,15 @@ def test_unreadable_or_old_snapshot_starts_that_device_fresh(caplog: pytest.LogC
     assert sum("starting that device fresh" in r.getMessage() for r in caplog.records) == 2
     restored.upsert_device(METER)
     assert restored.process(list(readings(at(6.25), at(7)))) == []
+
+
+def test_a_reading_that_shows_use_after_a_long_gap_is_news_not_the_backstop() -> None:
+    """Readings lost for 14 h (never back-filled), then one that shows the water used somewhere in them:
+    that use is news (the quiet before it is unknown, and the silence rule's); if no use follows, the
+    next reading raises the backstop from the gap's start."""
+    e = engine()
+    e.process(list(readings(at(6), at(8), [(at(8), 5.0)])))
+    after = e.process(list(readings(at(22), at(22), [(at(22), 9.0)], register=105.0)))
+    assert inactivity(after) == []
+    [f] = inactivity(e.process(list(readings(at(22.25), at(23), register=114.0))))
+    assert (f.at, f.detected_at) == (at(8), at(22.25))
