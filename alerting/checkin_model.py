@@ -58,6 +58,8 @@ class Alert:
     kind: AlertKind
     detector: str
     opened_at: datetime
+    # When the situation began (the first finding's ``at``: for inactivity, the quiet's start).
+    since: datetime
     # When the check-in is decided (the drawn answer, or the last attempt's end), or when the caregiver
     # resolves a paged alert.
     due: datetime
@@ -123,11 +125,11 @@ class CheckinChain:
             return
         policy = self.config.policy(f.kind)
         if f.kind in EMERGENCIES or policy is None:
-            alert = Alert(f.kind, f.detector, now, now + self.resolve_after, "paged", paged_at=now)
+            alert = Alert(f.kind, f.detector, now, f.at, now + self.resolve_after, "paged", paged_at=now)
         else:
             answer = self._answer(now, policy)
             due = answer if answer is not None else now + policy.total
-            alert = Alert(f.kind, f.detector, now, due, checked_in=True, answers=answer is not None)
+            alert = Alert(f.kind, f.detector, now, f.at, due, checked_in=True, answers=answer is not None)
         self.alerts.append(alert)
         self._open[f.kind] = alert
         self._schedule(alert)

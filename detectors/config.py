@@ -61,12 +61,12 @@ class RoutineConfig:
     spread_quantile: float = 1.0
     # Day-to-day drift of the routine: a slot's limit is the largest within this many minutes of it.
     tolerance_min: int = 60
-    # Deadlines later than this after the last use are left to the 12 h backstop: the routine speaks
-    # only where it beats the backstop by more than half its window. Longer limits belong to residents
-    # too irregular at that hour for the routine to add much, and were its main false alarms
-    # (bench/detect_eval.py, 90 homes: 12 h -> 0.63 false alerts per home-month, 8 h -> 0.57, 6 h ->
-    # 0.50, 5.5 h -> 0.47, with the regular residents' routine delay unchanged; docs/detectors.md).
-    max_gap_h: float = 5.5
+    # Deadlines later than this after the last use are left to the backstop. Long limits (6-12 h) were
+    # the routine's main false alarms when every alert paged a volunteer (issue 4: capped at 5.5 h).
+    # Now an alert first checks in with the resident, so a false one costs a button press: uncapped
+    # (12 h, the backstop's window), the regular residents' median time to page falls from 408 to 371 min
+    # for +0.08 check-ins per home-month (real homes: +0.03); docs/detectors.md, bench/detect_eval.py.
+    max_gap_h: float = 12.0
     # Also learn from all valid days (both day types) and use the longer limit of the two: rare
     # stretches (a skipped meal, an afternoon out) are known from 27 days instead of 19 or 7.
     pool_day_types: bool = True

@@ -23,8 +23,9 @@ import numpy as np
 from detectors.context import DAY_S, SLOTS_PER_DAY, HouseholdView
 from detectors.daily import MAX_COVERED_INTERVAL_S
 from detectors.flow import FlowLogic, standing_lph
-from detectors.meter import MeterLogic, backstop_window_s
+from detectors.meter import MeterLogic
 from detectors.meter_batch import clock_seconds
+from detectors.presence import backstop_window_s
 from detectors.routine_fleet import Limits, quiet_limits_many
 
 NAN = math.nan

@@ -48,13 +48,12 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from detectors.config import DetectorSuiteConfig
 from detectors.context import HouseholdView, Returned, epoch, hours, iso
 from detectors.daily import DayLedger
-from detectors.events import finding, presence
+from detectors.events import finding
 from detectors.flow import FlowLogic
+from detectors.presence import backstop_window_s, sign_details, sign_text, water_presence
 from detectors.routine import RoutineLogic
 from schemas.findings import Finding, PresenceSignal
 from schemas.kinds import AlertKind
@@ -62,26 +61,6 @@ from schemas.records import DeviceInfo, MeterSample
 
 # Inactivity findings are suppressed inside away/hospital periods; these kinds are.
 INACTIVITY_KINDS = frozenset({AlertKind.INACTIVITY, AlertKind.ROUTINE_MISSED})
-# Reading intervals longer than this are gaps, not the meter's grid (meters read every 15 or 60 minutes).
-GRID_MAX_S = 3600.0
-# What a sign of life from another device was, for the evidence.
-SIGN_NAMES = {PresenceSignal.PRESS: "call-button press", PresenceSignal.SMOKE: "smoke alarm pressed"}
-
-
-def backstop_window_s(window_s: Any, lead_s: Any, dt: Any) -> Any:
-    """The quiet (from the start of the last use's interval) at which the backstop raises, at a reading
-    ``dt`` after the one before: its window less the check-in lead, the lead rounded up to whole reading
-    intervals. A reading can only come on the meter's grid, so raising at the last reading before the
-    deadline (not the first after it) keeps the page, check-in included, within the window of the fall
-    on any grid; without a lead it is the window exactly. Floats on the per-reading path; arrays (a
-    column per meter for the window and lead) on the bulk paths, the same operations."""
-    if isinstance(dt, float):
-        if lead_s <= 0.0:
-            return window_s
-        step = min(dt, GRID_MAX_S)
-        return window_s - math.ceil(lead_s / step) * step
-    steps = np.minimum(dt, GRID_MAX_S)
-    return window_s - np.ceil(lead_s / steps) * steps
 
 
 class RuleLatch(NamedTuple):
@@ -192,7 +171,7 @@ class MeterLogic:
             self.silence_q = None
             if self.presence_due:
                 self.presence_due = False
-                out.append(self._water_presence(t, now, litres, view))
+                out.append(water_presence(self.device, t, now, litres, view))
         if litres > 0:
             self._add_step(t, r, view)
         self.ledger.add(t0, t, day, litres, used, view)
@@ -204,7 +183,7 @@ class MeterLogic:
         since = max(r - self.use_r, 0.0) if self.last_use is not None and q == self.last_use else 0.0
         # Once the backstop or program rule has raised this stretch, a later routine finding adds nothing.
         raised = suppressed or ("inactivity" if any(latch.reg is not None for latch in self.fired) else None)
-        raised_now += self.routine.check(self.ledger, t, now, q, since, raised, view, self.sign_text(q, t, view))
+        raised_now += self.routine.check(self.ledger, t, now, q, since, raised, view, sign_text(self.alive, q, t, view))
         if raised_now:
             self.presence_due = True
             out.extend(raised_now)
@@ -269,14 +248,6 @@ class MeterLogic:
             return max(self.series_start, alive, view.away_floor(t, self.returned))
         return max(self.series_start, alive)
 
-    def sign_text(self, start: float, t: float, view: HouseholdView) -> str | None:
-        """How the evidence names a quiet stretch's start when a sign of life from another device began
-        it (None: water, or the series, began it)."""
-        alive = self.alive
-        if alive is None or start != alive[0]:
-            return None
-        return f"the {SIGN_NAMES.get(PresenceSignal(alive[1]), alive[1])} at {view.fmt(start, t)}"
-
     def _quiet_start(self, floor: float) -> float:
         """Start of the current stretch without water use, for the routine detector."""
         start = self.last_use if self.last_use is not None else self.series_start
@@ -314,7 +285,7 @@ class MeterLogic:
             else:
                 used = max(r - next((p[1] for p in self.steps if p[0] >= start), r), 0.0)
             self._set_latch(RuleLatch(rule.name, r, start))
-            since = self.sign_text(start, t, view) or view.fmt(start, t)
+            since = sign_text(self.alive, start, t, view) or view.fmt(start, t)
             # Raised early by the check-in's lead: the evidence says how much of the window has passed.
             span = f"{rule.window_h:g} h"
             if due < window:
@@ -342,7 +313,7 @@ class MeterLogic:
                         "due_at": iso(start + window),
                         "last_reading_at": iso(t),
                     }
-                    | self.sign_details(start),
+                    | sign_details(self.alive, start),
                 )
             )
         return out
@@ -387,18 +358,6 @@ class MeterLogic:
         # Records of periods no longer set are dropped here (the only place they grow).
         current = view.until_use_starts()
         self.returned = (*((b, x) for b, x in self.returned if b in current), (start, t))
-
-    def _water_presence(self, t: float, now: float, litres: float, view: HouseholdView) -> Finding:
-        return presence(
-            self.device, AlertKind.INACTIVITY, PresenceSignal.WATER, t, now,
-            f"water used again: {litres:.1f} L by {view.fmt(t, now)}",
-        )  # fmt: skip
-
-    def sign_details(self, start: float) -> dict[str, Any]:
-        alive = self.alive
-        if alive is None or start != alive[0]:
-            return {}
-        return {"sign_of_life": {"signal": alive[1], "device_id": alive[2], "at": iso(start)}}
 
     def _latch(self, name: str) -> RuleLatch | None:
         for latch in self.fired:

@@ -51,7 +51,8 @@ from detectors.config import DetectorSuiteConfig
 from detectors.context import DAY_S, SLOT_S, SLOTS_PER_DAY, HouseholdView
 from detectors.daily import MAX_COVERED_INTERVAL_S
 from detectors.flow import standing_lph
-from detectors.meter import MeterLogic, backstop_window_s
+from detectors.meter import MeterLogic
+from detectors.presence import backstop_window_s
 from schemas.records import MeterSample, Record
 
 # Below this many readings the screen costs more than the per-reading path saves (bench/detect_scale.py).

@@ -18,8 +18,9 @@ and ``margin_factor`` times the spread between the median and the latest usual r
 irregular resident gets more slack. With ``pool_day_types`` (default) the limits are also computed
 from all valid days and the longer of the two is used: rare stretches (a skipped meal, an afternoon
 out) are then known from ~27 days instead of 19 weekdays or 7 weekend days. If the limit exceeds
-``max_gap_h`` (5.5 h) the routine stays quiet and leaves the stretch to the 12 h backstop: that is where
-its guesses were mostly false alarms (see ``docs/detectors.md`` for the measured trade-off).
+``max_gap_h`` the routine stays quiet and leaves the stretch to the 12 h backstop (12 h by default, since
+its false alarms cost a check-in rather than a volunteer's trip; see ``docs/detectors.md`` for the
+measured trade-off).
 
 The deadline is checked on readings (device time): only a reading proves that the gap is still
 quiet. Once fired, the detector stays silent until water is used again (a new quiet stretch), and it

@@ -28,6 +28,7 @@ from detectors.context import HouseholdView, Returned, hours, iso
 from detectors.events import finding
 from detectors.health import DeviceHealth, describe
 from detectors.meter import MeterLogic
+from detectors.presence import sign_details, sign_text
 from schemas.findings import Finding
 from schemas.kinds import AlertKind, Severity
 from schemas.records import DeviceInfo
@@ -126,7 +127,7 @@ def raise_silence(
         or now - d.last_heard > silent_after_s(d.device, cfg.silence)
     ]
     others = [describe(d.device) for d in devices if d.device.device_id in silent and d is not health]
-    since = meter.sign_text(start, now, view) or view.fmt(start, now)
+    since = sign_text(meter.alive, start, now, view) or view.fmt(start, now)
     lead = view.settings.checkin_lead_s
     evidence = (
         f"cannot confirm the resident is well: {describe(health.device)} silent since {view.fmt(heard, now)} "
@@ -152,7 +153,7 @@ def raise_silence(
             detector="silence",
             severity=Severity.HIGH,
             evidence=evidence,
-            details=details | meter.sign_details(start),
+            details=details | sign_details(meter.alive, start),
         )
     ]
 
