@@ -123,7 +123,7 @@ def zone_clock(name: str) -> ZoneClock:
 class HouseholdView:
     """Household settings made fast to query with epoch seconds."""
 
-    __slots__ = ("_away", "_clock", "_offset", "_quiet", "_tz", "settings")
+    __slots__ = ("_away", "_clock", "_offset", "_quiet", "_tz", "has_away", "settings")
 
     def __init__(self, settings: HouseholdSettings) -> None:
         self.settings = settings
@@ -132,6 +132,8 @@ class HouseholdView:
         self._clock = zone_clock(settings.timezone)
         self._offset = self._clock.offset_s
         self._away = sorted((epoch(p.start), epoch(p.end), p.reason, p.until_use) for p in settings.away)
+        # Whether any away or hospital period is set (read on every reading: an attribute, not a property).
+        self.has_away = bool(self._away)
         self._quiet = settings.quiet
 
     # Away / hospital -------------------------------------------------------------------------
@@ -174,11 +176,6 @@ class HouseholdView:
             if until_use and start < t < end:
                 return start
         return None
-
-    @property
-    def has_away(self) -> bool:
-        """Whether any away or hospital period is set."""
-        return bool(self._away)
 
     def away_clear(self, t0: float, t1: float) -> bool:
         """True when no away period starts, ends or lies in [t0, t1]: there, :meth:`away_reason` is None

@@ -183,7 +183,8 @@ class MeterLogic:
         since = max(r - self.use_r, 0.0) if self.last_use is not None and q == self.last_use else 0.0
         # Once the backstop or program rule has raised this stretch, a later routine finding adds nothing.
         raised = suppressed or ("inactivity" if any(latch.reg is not None for latch in self.fired) else None)
-        raised_now += self.routine.check(self.ledger, t, now, q, since, raised, view, sign_text(self.alive, q, t, view))
+        sign = sign_text(self.alive, q, t, view) if self.alive is not None else None
+        raised_now += self.routine.check(self.ledger, t, now, q, since, raised, view, sign)
         if raised_now:
             self.presence_due = True
             out.extend(raised_now)
@@ -243,10 +244,12 @@ class MeterLogic:
     def quiet_floor(self, t: float, view: HouseholdView) -> float:
         """The earliest a quiet stretch judged at ``t`` may start: the register series, the household's
         last sign of life from another device, the end of an away period (the three paths read this)."""
-        alive = self.alive[0] if self.alive is not None else -math.inf
+        floor, alive = self.series_start, self.alive
+        if alive is not None and alive[0] > floor:
+            floor = alive[0]
         if view.has_away:
-            return max(self.series_start, alive, view.away_floor(t, self.returned))
-        return max(self.series_start, alive)
+            return max(floor, view.away_floor(t, self.returned))
+        return floor
 
     def _quiet_start(self, floor: float) -> float:
         """Start of the current stretch without water use, for the routine detector."""
@@ -274,7 +277,8 @@ class MeterLogic:
                 start = next((p[0] for p in self.steps if p[1] > r - rule.min_litres), t)
                 start = max(start, rule_floor)
             window = rule.window_h * 3600
-            due = backstop_window_s(window, view.settings.checkin_lead_s, dt) if rule.personal else window
+            lead = view.settings.checkin_lead_s
+            due = backstop_window_s(window, lead, dt) if lead and rule.personal else window
             # A reading that shows use is news, never the backstop's: when its interval is a long gap the
             # use may lie anywhere in it, and the quiet after it is the next reading's (a silent gap is
             # the silence rule's).

@@ -21,6 +21,7 @@ to the same open alert; a reading that shows use emits presence, which answers t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from detectors.config import DetectorSuiteConfig, FlatRuleConfig, SilenceConfig
@@ -75,19 +76,37 @@ def _usable(meters: Sequence[Meter], rule: FlatRuleConfig) -> list[Meter] | None
 
 
 def due(meters: Sequence[Meter], view: HouseholdView, cfg: DetectorSuiteConfig) -> float | None:
-    """When the silence rule raises for the household whose meters these are (None: it cannot now)."""
-    rule = backstop_rule(cfg, view) if cfg.silence.enabled else None
-    usable = _usable(meters, rule) if rule is not None else None
-    if not usable or rule is None:
+    """When the silence rule raises for the household whose meters these are (None: it cannot now).
+    (Scheduled after every call for every meter: written for speed, loops rather than generators.)"""
+    sc = cfg.silence
+    rule = backstop_rule(cfg, view) if sc.enabled else None
+    if rule is None:
         return None
-    silent_at = max(_heard(health) + silent_after_s(health.device, cfg.silence) for _, health in usable)
+    usable: list[MeterLogic] = []
+    silent_at = -math.inf
+    for logic, health in meters:
+        if logic.silence_q is not None or (
+            logic.fired and any(x.reg is not None and x.name == rule.name for x in logic.fired)
+        ):
+            return None  # raised already (or the backstop did, and waits for water)
+        heard, interval = health.last_heard, float(health.device.expected_interval_s)
+        if logic.last_t is not None and heard is not None and interval > 0:
+            usable.append(logic)
+            silent_at = max(silent_at, heard + interval + max(sc.slack_min_s, sc.slack_factor * interval))
+    if not usable:
+        return None
     window = rule.window_h * 3600 - view.settings.checkin_lead_s
-    returned: Returned = tuple(p for logic, _ in usable for p in logic.returned)
+    if not view.has_away:  # the common case: no period to step over
+        start = quiet_start(usable[0], rule, silent_at, view)
+        for logic in usable[1:]:
+            start = max(start, quiet_start(logic, rule, silent_at, view))
+        return max(silent_at, start + window)
+    returned: Returned = tuple(p for logic in usable for p in logic.returned)
     # The first instant x >= silent_at with x >= start(x) + window outside any away period; start(x) only
     # grows where an away period ends, so each pass settles a period or returns.
     x = silent_at
     for _ in range(2 * len(view.settings.away) + 4):
-        need = max(quiet_start(logic, rule, x, view) for logic, _ in usable) + window
+        need = max(quiet_start(logic, rule, x, view) for logic in usable) + window
         if x < need:
             x = need
             continue
