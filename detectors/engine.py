@@ -51,6 +51,7 @@ from detectors.meter import MeterLogic
 from detectors.meter_batch import BATCH_MIN, apply_prefix
 from detectors.meter_fleet import apply_fleet
 from detectors.silence import due as silence_due
+from detectors.silence import gate as silence_gate
 from detectors.silence import raise_silence
 from schemas.findings import AlertClosure, Finding, FindingAction, PresenceSignal
 from schemas.kinds import AlertKind, DeviceType
@@ -120,6 +121,8 @@ class Engine:
         batch_path: bool = True,
     ) -> None:
         self._cfg = config
+        # The silence rule needs the personal backstop's window (detectors/silence.py).
+        self._silence_on = config.silence.enabled and any(r.enabled and r.personal for r in config.flat_rules)
         # A meter's run of readings in one call goes through the bulk path (detectors/meter_batch.py)
         # where nothing fires; False keeps every reading on the per-reading path (the reference).
         self._batch_path = batch_path
@@ -401,9 +404,12 @@ class Engine:
                 since, reason = health.last_heard, "silent"
             view = household.view
             out = household.health.device_offline(health, since, now, reason, self._peers(household), view)
-        if isinstance(self._logic.get(device_id), MeterLogic):
-            out.extend(self._silence(household, now))
-        self._schedule_device(device_id)
+        deadline = None
+        if self._silence_on and isinstance(self._logic.get(device_id), MeterLogic):
+            # The meter's gate passed (it is silent): the household's own deadline, raised or kept.
+            deadline = self._silence(household, now, out)
+        due = health.next_timer()
+        self._schedule(DEV, device_id, deadline if due is None else due if deadline is None else min(due, deadline))
         return out
 
     def _meters(self, household: _Household) -> list[tuple[MeterLogic, DeviceHealth]]:
@@ -414,17 +420,18 @@ class Engine:
                 out.append((logic, self._health[device_id]))
         return out
 
-    def _silence(self, household: _Household, now: float) -> list[Finding]:
-        """The silence rule (detectors/silence.py), when due: one finding for the household."""
+    def _silence(self, household: _Household, now: float, out: list[Finding]) -> float | None:
+        """The silence rule (detectors/silence.py): raised into ``out`` when due (then None), else its
+        deadline (None: it cannot raise now)."""
         meters = self._meters(household)
         due = silence_due(meters, household.view, self._cfg)
         if due is None or due > now:
-            return []
-        found = raise_silence(meters, self._peers(household), now, household.view, self._cfg)
+            return due
+        out.extend(raise_silence(meters, self._peers(household), now, household.view, self._cfg))
         for logic, _ in meters:
             self._dirty[DEV].add(logic.device.device_id)
             self._schedule_device(logic.device.device_id)
-        return found
+        return None
 
     def _schedule(self, kind: str, ident: str, due: float | None) -> None:
         scheduled = self._due[kind]
@@ -435,23 +442,21 @@ class Engine:
             heapq.heappush(self._heap, (due, kind, ident))
 
     def _schedule_device(self, device_id: str) -> None:
-        """A device's timer: its silence deadline, and for a meter also the silence rule's; a meter's
-        change can move the rule's deadline for the household's other meters too."""
+        """A device's timer: its silence deadline, and for a meter also the silence rule's *gate*, the
+        moment it is silent (a lower bound of the rule's deadline, which depends on the household and is
+        worked out only then: this runs after every call)."""
         health = self._health.get(device_id)
         if health is None:
             self._schedule(DEV, device_id, None)
             return
-        if not isinstance(self._logic.get(device_id), MeterLogic):
-            self._schedule(DEV, device_id, health.next_timer())
-            return
-        household = self._household(health.device.household_id)
-        meters = self._meters(household)
-        rule = silence_due(meters, household.view, self._cfg)
-        for logic, meter_health in meters:
-            due = meter_health.next_timer()
-            if rule is not None:
-                due = rule if due is None else min(due, rule)
-            self._schedule(DEV, logic.device.device_id, due)
+        due = health.next_timer()
+        if self._silence_on:
+            logic = self._logic.get(device_id)
+            if isinstance(logic, MeterLogic):
+                gate = silence_gate(logic, health, self._cfg.silence)
+                if gate is not None and (due is None or gate < due):
+                    due = gate
+        self._schedule(DEV, device_id, due)
 
     def _schedule_household(self, household_id: str) -> None:
         self._schedule(HH, household_id, self._household(household_id).held.next_timer())

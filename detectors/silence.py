@@ -43,6 +43,15 @@ def silent_after_s(device: DeviceInfo, cfg: SilenceConfig) -> float:
     return interval + max(cfg.slack_min_s, cfg.slack_factor * interval)
 
 
+def gate(logic: MeterLogic, health: DeviceHealth, cfg: SilenceConfig) -> float | None:
+    """When this meter is silent, if the rule could raise for it then: a lower bound of :func:`due`, cheap
+    enough to schedule after every call (the engine works out the household's deadline at the gate)."""
+    heard, interval = health.last_heard, float(health.device.expected_interval_s)
+    if logic.silence_q is not None or logic.last_t is None or heard is None or interval <= 0:
+        return None
+    return heard + interval + max(cfg.slack_min_s, cfg.slack_factor * interval)
+
+
 def backstop_rule(cfg: DetectorSuiteConfig, view: HouseholdView) -> FlatRuleConfig | None:
     """The household's personal backstop (the silence rule counts its window), None without one."""
     for base in cfg.flat_rules:

@@ -21,8 +21,11 @@ def test_meter_silent_past_interval_times_grace_is_offline_not_inactive() -> Non
     e = Engine(DetectorSuiteConfig())
     e.upsert_device(METER)
     e.process([sample(at(10), 100.0)])
-    assert e.next_timer() == at(10.5)  # 900 s x grace 2.0
+    # 10:20, silent (15 min + 5): the silence rule looks at the household, nothing to raise (the quiet
+    # is 20 minutes old); 10:30, offline (900 s x grace 2.0).
+    assert e.next_timer() == at(10) + timedelta(minutes=20)
     assert e.tick(at(10.4)) == []
+    assert e.next_timer() == at(10.5)
     [f] = e.tick(at(10.5))
     assert (f.kind, f.severity, f.device_id) == (AlertKind.DEVICE_OFFLINE, Severity.NORMAL, "m1")
     assert f.at == at(10)
@@ -108,5 +111,5 @@ def test_offline_deadline_survives_restart() -> None:
     e = engine()
     e.process([sample(at(10), 100.0)])
     restored = Engine(DetectorSuiteConfig(), e.snapshots())
-    assert restored.next_timer() == at(10.5)
+    assert restored.next_timer() == at(10) + timedelta(minutes=20)  # the silence rule's gate, then 10:30
     assert [f.kind for f in restored.tick(at(11))] == [AlertKind.DEVICE_OFFLINE]
