@@ -8,7 +8,7 @@ Contract (what the runner, the backtest and the tests call)::
     findings = engine.process(records)                 # committed records, commit order
     findings = engine.tick(now)                        # processing-time ticker
     engine.alert_closed(closure)                       # an alert was resolved: its latches end
-    engine.next_timer() -> datetime | None             # when tick() next has something to do
+    engine.next_timer() -> datetime | None             # when tick() next has something to do (or to check)
     engine.snapshots() -> {key: JSON state}            # keys changed since the previous call
 
 Design. The engine owns no rules. Per device it keeps a :class:`DeviceHealth` (silence, battery,
@@ -25,6 +25,11 @@ committed out of order is still evaluated correctly. A meter's run of at least `
 (a daily upload) goes through the bulk path of :mod:`detectors.meter_batch` wherever no rule can fire:
 the same state, bit for bit, at a fraction of the cost; ``batch_path=False`` keeps every reading on
 the per-reading path (the reference the tests compare it with).
+
+Timers. Per device: its silence deadline (device health) and, for a meter, the silence rule's gate (the
+moment the meter is silent; the household's "cannot confirm" deadline is worked out there, since it
+depends on the household's other meters and would cost a few microseconds after every call). A gate may
+find nothing to do but keep the deadline: ``next_timer`` is never late, sometimes early.
 
 Snapshots. ``snapshots()`` returns only the keys (``dev:<device_id>``, ``hh:<household_id>``) whose
 state changed since the previous call: the runner upserts them into ``detector_state``. Passing all
