@@ -34,6 +34,30 @@ Scoring, and why (issue 4):
   volunteer); all water kinds are printed on the ``real:`` line. The standing-leak LOW maintenance
   notice is printed in the breakdown, not counted.
 
+What reaches a person (issue 15): the same runs also go through the check-in, as the deployed system
+does (``alerting/checkin_model.py``): every inactivity, routine-missed and continuous-flow alert first
+asks the resident (the default policy: two attempts ten minutes apart, so the household's check-in lead,
+``HouseholdSettings.checkin_lead_s``, is 20 minutes and the detectors raise that much earlier), with the
+issue's fixed resident-response model (fine: an attempt answered within its wait with p 0.8, a further
+one 10 minutes later with p 0.5; fallen: never; any sign of life during the check-in answers it), and an
+unanswered check-in pages the care plan. Answered and resolved alerts reach the engine as closures
+(``Engine.alert_closed``), in time order, as in the live runner.
+
+- ``pages_per_home_month`` / ``real_pages_per_home_month``: inactivity and routine alerts that reached a
+  caregiver on normal living (scored month; real: ordinary home-days, as the false alerts);
+  ``checkins_per_home_month`` / ``real_checkins_per_home_month``: the check-ins of those kinds (the
+  resident's burden; continuous-flow check-ins are printed on the ``chain:`` line).
+- ``median_time_to_page_min``: from the fall to the first page of an inactivity-type alert, check-in
+  included, over the regular residents' falls (never paged: counted as infinite);
+  ``flat_rule_median_time_to_page_min``: the program's flat rule, which pages directly, over the same
+  falls. ``recall_paged_12h``: falls paged within 12 h of the fall (synthetic), ``real_recall_paged_12h``
+  the real homes as recorded, ``lossy_recall_paged_12h`` the real homes with lost transmissions applied.
+  A fall inside a quiet stretch whose alert had already paged and was not resolved yet counts as paged
+  (``pre_paged``, no delay figure).
+- Meters that lose transmissions (``simulator/loss.py``: 1 in 20, runs of 4-25 h, never back-filled):
+  a third of the synthetic homes (three in every nine, so every profile; normal living and fall), and
+  the real homes' ``lossy`` replay.
+
 The last line is the issue's summary line; the lines before it break the figures down.
 """
 
@@ -41,6 +65,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
+import random
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -50,11 +76,14 @@ from pathlib import Path
 
 import numpy as np
 
+from alerting.checkin_model import CheckinChain
+from alerting.checkin_policy import CheckinConfig
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period
 from detectors.testing import PROFILES, Resident, hours_to_dt, meter_samples
 from schemas.findings import Finding, FindingAction
 from schemas.kinds import AlertKind, DeviceType
 from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record
+from simulator.loss import loss_runs
 
 WARMUP_D = 28
 SCORED_D = 30
@@ -67,7 +96,14 @@ PROGRAM = replace(
     SUITE,
     flat_rules=(replace(SUITE.flat_rules[0], personal=False), SUITE.flat_rules[1]),
     routine=replace(SUITE.routine, enabled=False),
+    silence=replace(SUITE.silence, enabled=False),  # the programs' rule as they run it today
 )
+CHECKINS = CheckinConfig()
+# The household's check-in lead, as the runner sets it (the default policy: 2 attempts x 10 min).
+LEAD_S = CHECKINS.lead().total_seconds()
+WINDOW = timedelta(hours=12)
+CHAIN: Counter[str] = Counter()
+REAL_PAGE_DELAYS: list[float] = []
 
 
 def run(
@@ -75,22 +111,78 @@ def run(
     devices: list[DeviceInfo],
     settings: HouseholdSettings | None,
     batches: Sequence[Sequence[Record]],
+    *,
+    chain: CheckinChain | None = None,
+    end: datetime | None = None,
 ) -> list[Finding]:
-    """Feed batches (lists of records, in arrival order) and tick between them."""
+    """Feed batches (lists of records, in arrival order) and tick between them; with ``chain``, every
+    finding also goes through the check-in, whose closures reach the engine in time order. ``end``: run
+    the timers (and check-ins) up to then after the last batch."""
     engine = Engine(cfg)
     for d in devices:
         engine.upsert_device(d)
     if settings is not None:
         engine.set_household(devices[0].household_id, settings)
     out: list[Finding] = []
+
+    def handle(found: list[Finding], now: datetime) -> None:
+        out.extend(found)
+        if chain is not None:
+            for f in found:
+                chain.finding(f, now)
+
+    def advance(until: datetime) -> None:
+        """Timers due before ``until`` and check-ins decided by then, in time order."""
+        while True:
+            timer = engine.next_timer()
+            due = chain.next_due() if chain is not None else None
+            timer = timer if timer is not None and timer < until else None
+            due = due if due is not None and due <= until else None
+            if due is not None and (timer is None or due <= timer):
+                for closure in chain.settle(due) if chain is not None else []:
+                    engine.alert_closed(closure)
+            elif timer is not None:
+                handle(engine.tick(timer), timer)
+            else:
+                return
+
     for batch in batches:
         now = batch[0].received_at
-        timer = engine.next_timer()
-        while timer is not None and timer < now:
-            out.extend(engine.tick(timer))
-            timer = engine.next_timer()
-        out.extend(engine.process(batch))
+        advance(now)
+        handle(engine.process(batch), now)
+    if end is not None:
+        advance(end)
     return [f for f in out if f.action is FindingAction.RAISE]
+
+
+def lossy(samples: list[MeterSample], rng: random.Random, start_h: float, end_h: float) -> list[MeterSample]:
+    """The readings a meter that loses transmissions delivers (simulator/loss.py): none inside a run."""
+    runs = [(hours_to_dt(a), hours_to_dt(b)) for a, b in loss_runs(rng, start_h, end_h)]
+    return [s for s in samples if not any(a <= s.ts < b for a, b in runs)]
+
+
+def household(hid: str, seed: int | str, fallen_at: datetime | None = None) -> CheckinChain:
+    return CheckinChain(hid, random.Random(f"checkin/{seed}"), CHECKINS, fallen_at=fallen_at)
+
+
+def inactivity_alerts(chain: CheckinChain) -> list[tuple[datetime, str, str, datetime | None]]:
+    """(opened, detector, outcome, paged) of the chain's inactivity-type alerts that checked in."""
+    return [(a.opened_at, a.detector, a.outcome, a.paged_at) for a in chain.alerts if a.kind in INACTIVITY]
+
+
+def time_to_page(chain: CheckinChain, inc: datetime) -> float | None:
+    """Minutes from the fall to the first page of an inactivity-type alert (inf: none in the run); None
+    when the fall came while such an alert had paged and was not resolved yet (pre-paged)."""
+    for a in chain.alerts:
+        paged_before = a.kind in INACTIVITY and a.paged_at is not None and a.paged_at < inc
+        if paged_before and (a.resolved_at is None or a.resolved_at > inc):
+            return None
+    pages = [a.paged_at for a in chain.alerts if a.kind in INACTIVITY and a.paged_at is not None and a.paged_at >= inc]
+    return (min(pages) - inc).total_seconds() / 60 if pages else math.inf
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def chunk(samples: list[MeterSample]) -> list[list[MeterSample]]:
@@ -115,10 +207,16 @@ def synthetic(homes: int, seed: int) -> dict[str, float]:
         "routine_regular": [],
         "program_regular": [],
         "suite_regular": [],
+        "page_regular": [],
+        "page_all": [],
+        "flat_page_all": [],
+        "flat_page_regular": [],
     }
     detected, falls, emergencies, emergencies_hit = 0, 0, 0, 0
     # Within 12 h plus one reading interval: a use just before the fall is only seen at the next reading.
     detected_grid = 0
+    paged_12h = 0
+    pages = checkins = 0
     for h in range(homes):
         profile = PROFILES[names[h % len(names)]]
         hid, mid = f"syn{h:03d}", f"syn{h:03d}-m"
@@ -134,21 +232,38 @@ def synthetic(homes: int, seed: int) -> dict[str, float]:
             periods = (Period(hours_to_dt(start), hours_to_dt(start + length), rng.choice(["away", "hospital"])),)
             uses = [u for u in uses if not start - 0.5 <= u[0] < start + length]
         samples = list(meter_samples(mid, hid, uses, 0, end_h))
+        # A third of the homes (of every profile) have a meter that loses transmissions (its own generator:
+        # the draws above stay as they were).
+        loses = h // 3 % 3 == 1
+        if loses:
+            samples = lossy(samples, random.Random(f"loss/{seed}/{h}"), 0.0, end_h + 24)
         silent: tuple[float, float] | None = None
         if h % 3 == 2:  # the meter goes silent for 8 h, then uploads the stored readings late
             s0 = (WARMUP_D + rng.integers(1, SCORED_D - 1)) * 24 + rng.uniform(0, 24)
             silent = (s0, s0 + 8)
             late = hours_to_dt(s0 + 8)
             samples = [replace(s, received_at=late) if hours_to_dt(s0) <= s.ts < late else s for s in samples]
-        found = run(SUITE, [meter], HouseholdSettings(away=periods), chunk(samples))
+        household_settings = HouseholdSettings(away=periods, checkin_lead_s=LEAD_S)
+        found = run(SUITE, [meter], household_settings, chunk(samples))
         scored_from = hours_to_dt(WARMUP_D * 24)
         for f in found:
             if f.detected_at < scored_from:
                 continue
-            if f.kind is AlertKind.DEVICE_OFFLINE and silent is not None:
+            if f.kind is AlertKind.DEVICE_OFFLINE and (silent is not None or loses):
                 continue  # the injected fault, correctly reported
             false_alerts += 1
             BREAKDOWN[f"{profile.name}:{f.detector}"] += 1
+        # The same life through the check-in: what reaches the resident, and what reaches a person.
+        chain = household(hid, f"{seed}/{h}")
+        run(SUITE, [meter], household_settings, chunk(samples), chain=chain, end=hours_to_dt(end_h))
+        for opened, detector, outcome, _ in inactivity_alerts(chain):
+            if opened >= scored_from:
+                checkins += 1
+                pages += outcome == "paged"
+                CHAIN[f"synthetic:{detector}:{outcome}"] += 1
+        CHAIN["synthetic:flow checkins"] += sum(
+            a.kind is AlertKind.CONTINUOUS_FLOW and a.opened_at >= scored_from for a in chain.alerts
+        )
         # A fall: all use stops at a random time of a random scored day, at home: not during the away
         # trip or hospital stay (whose water use was removed above), which stays announced, so the
         # quiet of the trip is not mistaken for the fall's.
@@ -156,19 +271,27 @@ def synthetic(homes: int, seed: int) -> dict[str, float]:
         while any(hours_to_dt(t_inc - 0.5) < p.end and p.start < hours_to_dt(t_inc + 24) for p in periods):
             t_inc = (WARMUP_D + rng.integers(0, SCORED_D - 1)) * 24 + rng.uniform(0, 24)
         fall_uses = [u for u in uses if u[0] < t_inc]
-        fall = chunk(list(meter_samples(mid, hid, fall_uses, 0, t_inc + 24)))
+        fall_samples = list(meter_samples(mid, hid, fall_uses, 0, t_inc + 24))
+        if loses:
+            fall_samples = lossy(fall_samples, random.Random(f"loss/{seed}/{h}/fall"), 0.0, t_inc + 24)
+        fall = chunk(fall_samples)
         inc = hours_to_dt(t_inc)
         falls += 1
-        household = HouseholdSettings(away=periods)
         last_use = hours_to_dt(fall_uses[-1][0] - 0.25) if fall_uses else hours_to_dt(0)
         for label, cfg in (("suite", SUITE), ("program", PROGRAM)):
-            found_fall = run(cfg, [meter], household, fall)
+            found_fall = run(cfg, [meter], household_settings, fall, end=hours_to_dt(t_inc + 24))
             hits = [f for f in found_fall if f.kind in INACTIVITY and f.detected_at >= inc]
             if label == "suite" and pre_alerted(found_fall, inc, last_use):
                 detected += 1
                 detected_grid += 1
                 PRE_ALERTED["synthetic"] += 1
                 continue
+            if label == "program" and not pre_alerted(found_fall, inc, last_use):
+                # The program's rule pages directly: its time to page is its delay (never: infinite).
+                first_delay = (min(f.detected_at for f in hits) - inc).total_seconds() / 60 if hits else math.inf
+                delays["flat_page_all"].append(first_delay)
+                if profile.name == "regular":
+                    delays["flat_page_regular"].append(first_delay)
             if not hits:
                 continue
             first = min(hits, key=lambda f: f.detected_at)
@@ -186,6 +309,20 @@ def synthetic(homes: int, seed: int) -> dict[str, float]:
                 routine = [f for f in hits if f.detector == "routine"]
                 if label == "suite" and routine:
                     delays["routine_regular"].append((min(f.detected_at for f in routine) - inc).total_seconds() / 60)
+        # The fall through the check-in: the fallen resident answers nothing.
+        chain = household(hid, f"{seed}/{h}/fall", fallen_at=inc)
+        run(SUITE, [meter], household_settings, fall, chain=chain, end=hours_to_dt(t_inc + 24))
+        to_page = time_to_page(chain, inc)
+        if to_page is None:
+            CHAIN["synthetic:pre_paged"] += 1
+            paged_12h += 1
+        else:
+            paged_12h += to_page <= 12 * 60
+            delays["page_all"].append(to_page)
+            if profile.name == "regular":
+                delays["page_regular"].append(to_page)
+            if to_page > 12 * 60:
+                CHAIN[f"synthetic:late page ({profile.name}{', lossy' if loses else ''})"] += 1
         emergencies_hit += emergency_run(hid, rng)
         emergencies += 2
     months = homes * SCORED_D / 30.0
@@ -200,6 +337,13 @@ def synthetic(homes: int, seed: int) -> dict[str, float]:
         "suite_regular_median_delay_min": statistics.median(delays["suite_regular"] or [float("nan")]),
         "routine_regular_share": len(delays["routine_regular"]) / max(len(delays["suite_regular"]), 1),
         "false_alerts_per_home_month": false_alerts / months,
+        "pages_per_home_month": pages / months,
+        "checkins_per_home_month": checkins / months,
+        "median_time_to_page_min": median(delays["page_regular"]),
+        "flat_rule_median_time_to_page_min": median(delays["flat_page_regular"]),
+        "median_time_to_page_all_min": median(delays["page_all"]),
+        "flat_rule_median_time_to_page_all_min": median(delays["flat_page_all"]),
+        "recall_paged_12h": paged_12h / falls,
     }
 
 
@@ -243,11 +387,15 @@ def karratha(path: Path, seed: int, limit: int | None = None) -> dict[str, float
     false_inactivity = false_water = 0
     ordinary_days = 0
     hits = falls = 0
+    pages = checkins = lossy_pages = lossy_checkins = 0
+    paged_12h = lossy_paged_12h = 0
+    settings = HouseholdSettings(checkin_lead_s=LEAD_S)
     day_totals = litres[: hours_n // 24 * 24].reshape(-1, 24, litres.shape[1]).sum(axis=1)
     for col, name in enumerate(header[1 : 1 + limit if limit else None]):
         meter = DeviceInfo(f"{name}-m", DeviceType.WATER_METER, name, 3600)
         use = litres[:, col]
-        found = run(SUITE, [meter], None, [[s] for s in hourly_samples(meter, use, hours_n)])
+        samples = hourly_samples(meter, use, hours_n)
+        found = run(SUITE, [meter], settings, [[s] for s in samples])
         zero_days = set(np.flatnonzero(day_totals[:, col] <= 0).tolist())
         ordinary_days += sum(1 for d in range(WARMUP_D, day_totals.shape[0]) if d not in zero_days)
         for f in found:
@@ -259,6 +407,25 @@ def karratha(path: Path, seed: int, limit: int | None = None) -> dict[str, float
             false_water += 1
             BREAKDOWN[f"real:{f.detector}"] += 1
             false_inactivity += f.kind in INACTIVITY
+        # The same homes through the check-in, as recorded and with lost transmissions.
+        end = hours_to_dt(hours_n)
+        loss = random.Random(f"real-loss/{seed}/{col}")
+        for label, replay in (("real", samples), ("lossy", lossy(samples, loss, 0.0, hours_n + 24.0))):
+            chain = household(name, f"{label}/{seed}/{col}")
+            run(SUITE, [meter], settings, [[s] for s in replay], chain=chain, end=end)
+            for a in chain.alerts:
+                day = int((a.opened_at - hours_to_dt(0)).total_seconds() // 86400)
+                if day < WARMUP_D or day in zero_days:
+                    continue
+                if a.kind in INACTIVITY:
+                    CHAIN[f"{label}:{a.detector}:{a.outcome}"] += 1
+                    if label == "real":
+                        checkins, pages = checkins + 1, pages + (a.outcome == "paged")
+                    else:
+                        lossy_checkins, lossy_pages = lossy_checkins + 1, lossy_pages + (a.outcome == "paged")
+                elif a.kind is AlertKind.CONTINUOUS_FLOW:
+                    CHAIN[f"{label}:flow checkins"] += 1
+                    CHAIN[f"{label}:flow pages"] += a.outcome == "paged"
         # Injected fall on an ordinary day after the warm-up.
         candidates = [d for d in range(WARMUP_D, day_totals.shape[0] - 1) if d not in zero_days]
         if not candidates:
@@ -267,9 +434,28 @@ def karratha(path: Path, seed: int, limit: int | None = None) -> dict[str, float
         cut = use[: t_inc + 24].copy()
         cut[t_inc:] = 0.0
         inc = hours_to_dt(t_inc)
-        fall = [[s] for s in hourly_samples(meter, cut, t_inc + 24)]
+        fall_samples = hourly_samples(meter, cut, t_inc + 24)
+        fall = [[s] for s in fall_samples]
         falls += 1
-        found_fall = run(SUITE, [meter], None, fall)
+        # Through the check-in (the fallen resident answers nothing), as recorded and with lost transmissions.
+        end = hours_to_dt(t_inc + 24)
+        lost = lossy(fall_samples, random.Random(f"real-loss/{seed}/{col}/fall"), 0.0, t_inc + 24.0)
+        for label, replay in (("real", fall_samples), ("lossy", lost)):
+            chain = household(name, f"{label}-fall/{seed}/{col}", fallen_at=inc)
+            run(SUITE, [meter], settings, [[s] for s in replay], chain=chain, end=end)
+            to_page = time_to_page(chain, inc)
+            within = to_page is None or to_page <= 12 * 60
+            if label == "real":
+                paged_12h += within
+                if to_page is not None:
+                    REAL_PAGE_DELAYS.append(to_page)
+            else:
+                lossy_paged_12h += within
+            if not within:
+                CHAIN[f"{label}:late page"] += 1
+            if to_page is None:
+                CHAIN[f"{label}:pre_paged"] += 1
+        found_fall = run(SUITE, [meter], settings, fall)
         got = [f for f in found_fall if f.kind in INACTIVITY and f.detected_at >= inc]
         used_before = np.flatnonzero(cut[:t_inc] > 0)
         last_use = hours_to_dt(float(used_before[-1]) if len(used_before) else 0.0)
@@ -283,6 +469,13 @@ def karratha(path: Path, seed: int, limit: int | None = None) -> dict[str, float
         "real_false_alerts_per_home_month": false_inactivity / months,
         "real_water_alerts_per_home_month": false_water / months,
         "real_recall_inactivity": hits / max(falls, 1),
+        "real_pages_per_home_month": pages / months,
+        "real_checkins_per_home_month": checkins / months,
+        "lossy_pages_per_home_month": lossy_pages / months,
+        "lossy_checkins_per_home_month": lossy_checkins / months,
+        "real_flow_checkins_per_home_month": CHAIN["real:flow checkins"] / months,
+        "real_recall_paged_12h": paged_12h / max(falls, 1),
+        "lossy_recall_paged_12h": lossy_paged_12h / max(falls, 1),
     }
 
 
@@ -316,6 +509,7 @@ def main() -> None:
         f"flat_rule_median_delay_min={syn['flat_rule_median_delay_min']:.0f} "
         f"false_alerts_per_home_month={syn['false_alerts_per_home_month']:.3f}"
     )
+    real: dict[str, float] = {}
     if args.real is not None and args.real.exists():
         real = karratha(args.real, args.seed, args.real_homes)
         print(f"real: water_alerts_per_home_month={real['real_water_alerts_per_home_month']:.3f} (all water kinds)")
@@ -327,6 +521,27 @@ def main() -> None:
         print(f"real: {args.real} not found; skipped")
     print("false alerts by profile:detector:", dict(sorted(BREAKDOWN.items())))
     print("incidents inside an already-alerted quiet stretch (counted detected):", dict(PRE_ALERTED))
+    nan = float("nan")
+    print(
+        f"chain: lead_s={LEAD_S:.0f} median_time_to_page_all_min={syn['median_time_to_page_all_min']:.0f} "
+        f"flat_rule_median_time_to_page_all_min={syn['flat_rule_median_time_to_page_all_min']:.0f} "
+        f"real_median_time_to_page_min={median(REAL_PAGE_DELAYS):.0f} "
+        f"real_flow_checkins_per_home_month={real.get('real_flow_checkins_per_home_month', nan):.3f} "
+        f"lossy_pages_per_home_month={real.get('lossy_pages_per_home_month', nan):.3f} "
+        f"lossy_checkins_per_home_month={real.get('lossy_checkins_per_home_month', nan):.3f}"
+    )
+    print("alerts through the check-in (where:detector:outcome):", dict(sorted(CHAIN.items())))
+    line += (
+        f" pages_per_home_month={syn['pages_per_home_month']:.3f}"
+        f" real_pages_per_home_month={real.get('real_pages_per_home_month', nan):.3f}"
+        f" checkins_per_home_month={syn['checkins_per_home_month']:.3f}"
+        f" real_checkins_per_home_month={real.get('real_checkins_per_home_month', nan):.3f}"
+        f" median_time_to_page_min={syn['median_time_to_page_min']:.0f}"
+        f" flat_rule_median_time_to_page_min={syn['flat_rule_median_time_to_page_min']:.0f}"
+        f" recall_paged_12h={syn['recall_paged_12h']:.3f}"
+        f" real_recall_paged_12h={real.get('real_recall_paged_12h', nan):.3f}"
+        f" lossy_recall_paged_12h={real.get('lossy_recall_paged_12h', nan):.3f}"
+    )
     print(line)
 
 

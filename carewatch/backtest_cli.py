@@ -23,6 +23,8 @@ import psycopg
 
 from alerting.checkin_policy import CheckinConfig
 from alerting.checkins import ANSWERS
+from alerting.config import AlertingConfig
+from carewatch.detector_runner import household_view_settings
 from detectors.backtest import CheckinModel, CheckinTally, replay
 from detectors.config import DetectorSuiteConfig, HouseholdSettings
 from storage import history
@@ -99,7 +101,7 @@ def run_backtest_command(args: argparse.Namespace, conninfo: str) -> int:
     settings = {}
     for household_id, (timezone, data) in raw_settings.items():
         try:
-            settings[household_id] = HouseholdSettings.from_json(data, timezone=timezone)
+            settings[household_id] = household_view_settings(data, timezone, AlertingConfig())
         except (ValueError, KeyError) as exc:
             _out(f"backtest: household {household_id}: ignoring invalid settings ({exc}); using defaults")
             settings[household_id] = HouseholdSettings(timezone=timezone)

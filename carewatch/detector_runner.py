@@ -29,9 +29,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from operator import attrgetter
+from typing import Any
 
 import psycopg
 
@@ -108,6 +110,13 @@ def _latest_by_device(records: Sequence[Record]) -> dict[str, datetime]:
         if known is None or newest > known:
             latest[device_id] = newest
     return latest
+
+
+def household_view_settings(settings: dict[str, Any], timezone: str, alerting: AlertingConfig) -> HouseholdSettings:
+    """The detectors' settings of a household: its JSON, and the lead its check-in policy needs (the
+    backstop and the silence rule raise that much earlier, so an unanswered check-in still pages in time)."""
+    lead = alerting.checkins.lead(settings.get("checkin") or {})
+    return replace(HouseholdSettings.from_json(settings, timezone=timezone), checkin_lead_s=lead.total_seconds())
 
 
 def _utcnow() -> datetime:
@@ -553,7 +562,7 @@ class DetectorRunner:
             if part is None:
                 continue
             try:
-                part.engine.set_household(household_id, HouseholdSettings.from_json(settings, timezone=timezone))
+                part.engine.set_household(household_id, household_view_settings(settings, timezone, self._alerting))
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("household %s has invalid detector settings (%s); using defaults", household_id, exc)
         active = active_devices(conn)

@@ -21,6 +21,7 @@ from detectors.config import (
     Period,
     QuietWindow,
     RoutineConfig,
+    SilenceConfig,
 )
 from detectors.engine import Engine
 
@@ -36,4 +37,5 @@ __all__ = [
     "Period",
     "QuietWindow",
     "RoutineConfig",
+    "SilenceConfig",
 ]

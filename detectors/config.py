@@ -61,12 +61,12 @@ class RoutineConfig:
     spread_quantile: float = 1.0
     # Day-to-day drift of the routine: a slot's limit is the largest within this many minutes of it.
     tolerance_min: int = 60
-    # Deadlines later than this after the last use are left to the 12 h backstop: the routine speaks
-    # only where it beats the backstop by more than half its window. Longer limits belong to residents
-    # too irregular at that hour for the routine to add much, and were its main false alarms
-    # (bench/detect_eval.py, 90 homes: 12 h -> 0.63 false alerts per home-month, 8 h -> 0.57, 6 h ->
-    # 0.50, 5.5 h -> 0.47, with the regular residents' routine delay unchanged; docs/detectors.md).
-    max_gap_h: float = 5.5
+    # Deadlines later than this after the last use are left to the backstop. Long limits (6-12 h) were
+    # the routine's main false alarms when every alert paged a volunteer (issue 4: capped at 5.5 h).
+    # Now an alert first checks in with the resident, so a false one costs a button press: uncapped
+    # (12 h, the backstop's window), the regular residents' median time to page falls from 408 to 371 min
+    # for +0.08 check-ins per home-month (real homes: +0.03); docs/detectors.md, bench/detect_eval.py.
+    max_gap_h: float = 12.0
     # Also learn from all valid days (both day types) and use the longer limit of the two: rare
     # stretches (a skipped meal, an afternoon out) are known from 27 days instead of 19 or 7.
     pool_day_types: bool = True
@@ -138,6 +138,25 @@ class EventConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SilenceConfig:
+    """Silence is not safety: a silent meter whose home's last known use (or other sign of life) is as
+    old as the backstop's window (less the check-in lead) raises an urgent "cannot confirm" inactivity
+    finding (``detectors/silence.py``).
+
+    A meter is *silent* once nothing arrived from it for its expected interval (its upload period: a
+    daily-upload meter between two uploads is not silent) plus a slack. The slack only has to cover an
+    upload arriving a little late: NB-IoT uploads land seconds to a few minutes after their schedule
+    (a modem waking from power saving, a retry), so a reading later than a tenth of its period (at
+    least 5 minutes) has been lost, not delayed. Waiting longer costs the resident who may be on the
+    floor; guessing wrong costs one check-in, answered by the next reading that shows use.
+    """
+
+    enabled: bool = True
+    slack_factor: float = 0.1
+    slack_min_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class DetectorSuiteConfig:
     """Everything the detectors need, fleet-wide. Build once; override with ``dataclasses.replace``."""
 
@@ -150,6 +169,7 @@ class DetectorSuiteConfig:
     excess: ExcessConfig = field(default_factory=ExcessConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     events: EventConfig = field(default_factory=EventConfig)
+    silence: SilenceConfig = field(default_factory=SilenceConfig)
     # An interval must add at least this much to the register to count as "water used" (drips,
     # meter noise and rounding stay below it).
     use_min_l: float = 1.0
@@ -163,11 +183,17 @@ class DetectorSuiteConfig:
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """An away or hospital period, in UTC. Suppresses inactivity/routine findings inside it."""
+    """An away or hospital period, in UTC. Suppresses inactivity/routine findings inside it.
+
+    ``until_use``: the period also ends at the first sign of life after its start (water used, a
+    call-button press, a smoke alarm hushed or tested), whichever comes first; the "away" answer to a
+    check-in sets one (at most 72 h) when the resident is out and nobody knows for how long.
+    """
 
     start: datetime
     end: datetime
     reason: str = "away"
+    until_use: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +204,7 @@ class QuietWindow:
     end: time
 
 
-# "checkin" is alerting's (the household's check-in policy): read there, ignored here.
+# "checkin" is the check-in policy (alerting/checkin_policy.py); detectors only see its lead.
 _HOUSEHOLD_KEYS = frozenset(
     {"timezone", "flat_min_litres", "flat_window_h", "daily_max_l", "routine_enabled", "away", "quiet", "checkin"}
 )
@@ -195,19 +221,25 @@ class HouseholdSettings:
     routine_enabled: bool = True
     away: tuple[Period, ...] = ()
     quiet: tuple[QuietWindow, ...] = ()
+    # How long the household's inactivity check-in may take before it pages (``CheckinConfig.lead``,
+    # set by the runner): the backstop and the silence rule raise that much earlier, so a fall is still
+    # paged within the window when nobody answers. Not read from the JSON (it follows ``checkin``).
+    checkin_lead_s: float = 0.0
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, timezone: str | None = None) -> HouseholdSettings:
         """Build from the ``households.settings`` JSON (and the ``timezone`` column).
 
-        ``away`` is a list of ``{"start": iso, "end": iso, "reason": "away"|"hospital"}``; ``quiet`` a
-        list of ``{"start": "22:00", "end": "07:00"}``.
+        ``away`` is a list of ``{"start": iso, "end": iso, "reason": "away"|"hospital", "until_use"?: bool}``;
+        ``quiet`` a list of ``{"start": "22:00", "end": "07:00"}``; ``checkin`` (the check-in policy) is
+        alerting's and ignored here.
         """
         unknown = set(data) - _HOUSEHOLD_KEYS
         if unknown:
             raise ValueError(f"unknown household settings: {sorted(unknown)}")
         away = tuple(
-            Period(_aware(p["start"]), _aware(p["end"]), str(p.get("reason", "away"))) for p in data.get("away", ())
+            Period(_aware(p["start"]), _aware(p["end"]), str(p.get("reason", "away")), bool(p.get("until_use", False)))
+            for p in data.get("away", ())
         )
         quiet = tuple(
             QuietWindow(time.fromisoformat(q["start"]), time.fromisoformat(q["end"])) for q in data.get("quiet", ())
@@ -228,7 +260,11 @@ class HouseholdSettings:
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
-        out["away"] = [{"start": p.start.isoformat(), "end": p.end.isoformat(), "reason": p.reason} for p in self.away]
+        out["away"] = [
+            {"start": p.start.isoformat(), "end": p.end.isoformat(), "reason": p.reason}
+            | ({"until_use": True} if p.until_use else {})
+            for p in self.away
+        ]
         out["quiet"] = [{"start": q.start.isoformat("minutes"), "end": q.end.isoformat("minutes")} for q in self.quiet]
         return out
 

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from detectors.config import HouseholdSettings
 
+# (period start, first sign of life inside it) per ``until_use`` period a meter saw end early.
+Returned = tuple[tuple[float, float], ...]
 SLOT_S = 1800
 SLOTS_PER_DAY = 48
 DAY_S = 86400
@@ -121,7 +123,7 @@ def zone_clock(name: str) -> ZoneClock:
 class HouseholdView:
     """Household settings made fast to query with epoch seconds."""
 
-    __slots__ = ("_away", "_clock", "_offset", "_quiet", "_tz", "settings")
+    __slots__ = ("_away", "_clock", "_offset", "_quiet", "_tz", "has_away", "settings")
 
     def __init__(self, settings: HouseholdSettings) -> None:
         self.settings = settings
@@ -129,36 +131,58 @@ class HouseholdView:
         # The zone's shared cache, bound once: this is called several times for every reading.
         self._clock = zone_clock(settings.timezone)
         self._offset = self._clock.offset_s
-        self._away = sorted((epoch(p.start), epoch(p.end), p.reason) for p in settings.away)
+        self._away = sorted((epoch(p.start), epoch(p.end), p.reason, p.until_use) for p in settings.away)
+        # Whether any away or hospital period is set (read on every reading: an attribute, not a property).
+        self.has_away = bool(self._away)
         self._quiet = settings.quiet
 
     # Away / hospital -------------------------------------------------------------------------
-    def away_reason(self, t: float) -> str | None:
+    # ``returned`` is a meter's record of the ``until_use`` periods it saw end early: (period start, the
+    # first sign of life inside it). Such a period is over from that sign on. Without a record (the
+    # default) a period counts whole, as the day ledger and the bulk paths' span checks take it.
+    def away_reason(self, t: float, returned: Returned = ()) -> str | None:
         """The reason ("away", "hospital") if ``t`` lies inside a period, else None."""
-        for start, end, reason in self._away:
-            if start <= t < end:
+        for start, end, reason, until_use in self._away:
+            if start <= t < end and not (until_use and _ended(start, returned, t)):
                 return reason
         return None
 
-    def away_floor(self, t: float) -> float:
+    def away_floor(self, t: float, returned: Returned = ()) -> float:
         """The latest end of a period that is over by ``t``: inactivity is counted from there at most."""
         floor = -math.inf
-        for start, end, _ in self._away:
-            if start <= t and end <= t:
-                floor = max(floor, end)
+        for start, end, _, until_use in self._away:
+            if start <= t:
+                over = _early_end(start, returned) if until_use else None
+                if over is not None and over <= t:
+                    floor = max(floor, over)
+                elif end <= t:
+                    floor = max(floor, end)
         return floor
 
-    @property
-    def has_away(self) -> bool:
-        """Whether any away or hospital period is set."""
-        return bool(self._away)
+    def away_end(self, t: float, returned: Returned = ()) -> float | None:
+        """The end of the period ``t`` lies in (None: none)."""
+        for start, end, _, until_use in self._away:
+            if start <= t < end and not (until_use and _ended(start, returned, t)):
+                return end
+        return None
+
+    def until_use_starts(self) -> frozenset[float]:
+        """The starts of the ``until_use`` periods set."""
+        return frozenset(start for start, _, _, until_use in self._away if until_use)
+
+    def until_use_start(self, t: float) -> float | None:
+        """The start of an ``until_use`` period whose span holds ``t`` (after its start; None: none)."""
+        for start, end, _, until_use in self._away:
+            if until_use and start < t < end:
+                return start
+        return None
 
     def away_clear(self, t0: float, t1: float) -> bool:
         """True when no away period starts, ends or lies in [t0, t1]: there, :meth:`away_reason` is None
         and :meth:`away_floor` one value (the meter's bulk path relies on both)."""
         if not self._away:
             return True
-        return all((start <= t0 and end <= t0) or (start > t1 and end > t1) for start, end, _ in self._away)
+        return all((start <= t0 and end <= t0) or (start > t1 and end > t1) for start, end, _, _ in self._away)
 
     # Local time ------------------------------------------------------------------------------
     def offset_s(self, t: float) -> float:
@@ -215,3 +239,15 @@ class HouseholdView:
     def is_weekend(self, day: int) -> bool:
         # 1970-01-01 was a Thursday (weekday 3): Saturday and Sunday are 5 and 6.
         return (day + 3) % 7 >= 5
+
+
+def _early_end(start: float, returned: Returned) -> float | None:
+    for begun, sign in returned:
+        if begun == start:
+            return sign
+    return None
+
+
+def _ended(start: float, returned: Returned, t: float) -> bool:
+    over = _early_end(start, returned)
+    return over is not None and over <= t

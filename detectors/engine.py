@@ -8,7 +8,7 @@ Contract (what the runner, the backtest and the tests call)::
     findings = engine.process(records)                 # committed records, commit order
     findings = engine.tick(now)                        # processing-time ticker
     engine.alert_closed(closure)                       # an alert was resolved: its latches end
-    engine.next_timer() -> datetime | None             # when tick() next has something to do
+    engine.next_timer() -> datetime | None             # when tick() next has something to do (or to check)
     engine.snapshots() -> {key: JSON state}            # keys changed since the previous call
 
 Design. The engine owns no rules. Per device it keeps a :class:`DeviceHealth` (silence, battery,
@@ -25,6 +25,11 @@ committed out of order is still evaluated correctly. A meter's run of at least `
 (a daily upload) goes through the bulk path of :mod:`detectors.meter_batch` wherever no rule can fire:
 the same state, bit for bit, at a fraction of the cost; ``batch_path=False`` keeps every reading on
 the per-reading path (the reference the tests compare it with).
+
+Timers. Per device: its silence deadline (device health) and, for a meter, the silence rule's gate (the
+moment the meter is silent; the household's "cannot confirm" deadline is worked out there, since it
+depends on the household's other meters and would cost a few microseconds after every call). A gate may
+find nothing to do but keep the deadline: ``next_timer`` is never late, sometimes early.
 
 Snapshots. ``snapshots()`` returns only the keys (``dev:<device_id>``, ``hh:<household_id>``) whose
 state changed since the previous call: the runner upserts them into ``detector_state``. Passing all
@@ -50,7 +55,10 @@ from detectors.held import HeldFindings
 from detectors.meter import MeterLogic
 from detectors.meter_batch import BATCH_MIN, apply_prefix
 from detectors.meter_fleet import apply_fleet
-from schemas.findings import AlertClosure, Finding
+from detectors.silence import due as silence_due
+from detectors.silence import gate as silence_gate
+from detectors.silence import raise_silence
+from schemas.findings import AlertClosure, Finding, FindingAction, PresenceSignal
 from schemas.kinds import AlertKind, DeviceType
 from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record, StatusReport
 
@@ -65,6 +73,8 @@ _BAD_SNAPSHOT = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 
 _device_time = attrgetter("ts")
+# Resolved alerts after which the inactivity windows count afresh (MeterLogic.rearm).
+_REARMING = frozenset({AlertKind.INACTIVITY, AlertKind.ROUTINE_MISSED})
 _device_id = attrgetter("device_id")
 # Bulk attempts per meter and call: after each, the reading that ended it is applied on its own.
 BATCH_TRIES = 4
@@ -116,6 +126,8 @@ class Engine:
         batch_path: bool = True,
     ) -> None:
         self._cfg = config
+        # The silence rule needs the personal backstop's window (detectors/silence.py).
+        self._silence_on = config.silence.enabled and any(r.enabled and r.personal for r in config.flat_rules)
         # A meter's run of readings in one call goes through the bulk path (detectors/meter_batch.py)
         # where nothing fires; False keeps every reading on the per-reading path (the reference).
         self._batch_path = batch_path
@@ -187,7 +199,11 @@ class Engine:
             self._household(device.household_id).discard(device_id)
 
     def set_household(self, household_id: str, settings: HouseholdSettings) -> None:
-        self._household(household_id).view = HouseholdView(settings)
+        household = self._household(household_id)
+        household.view = HouseholdView(settings)
+        # The silence rule's deadline follows the settings (the check-in lead, away periods).
+        for device_id in household.devices:
+            self._schedule_device(device_id)
 
     def alert_closed(self, closure: AlertClosure) -> None:
         """An alert of the household was resolved: drop the latches that raised it, so they cannot hide
@@ -199,8 +215,11 @@ class Engine:
         t = epoch(closure.closed_at)
         for device_id in household.devices:
             logic = self._logic.get(device_id)
-            if closure.kind is AlertKind.INACTIVITY and isinstance(logic, MeterLogic):
+            # An inactivity (backstop, program rule, "cannot confirm") or routine alert resolved: the
+            # resident was confirmed fine then, so every inactivity window counts afresh from there.
+            if closure.kind in _REARMING and isinstance(logic, MeterLogic):
                 logic.rearm(t)
+                self._schedule_device(device_id)
             elif closure.kind is AlertKind.MAINTENANCE and isinstance(logic, SmokeLogic):
                 logic.close_maintenance()
             else:
@@ -271,7 +290,7 @@ class Engine:
                 if done == len(recs):
                     dirty_devices.add(device_id)
                     dirty_households.add(logic.device.household_id)
-                    self._schedule(DEV, device_id, health.next_timer())
+                    self._schedule_device(device_id)
         return applied
 
     def _apply_bulk(
@@ -327,8 +346,22 @@ class Engine:
         elif isinstance(record, MeterSample) and isinstance(logic, MeterLogic):
             out.extend(logic.on_reading(record, view))
         elif isinstance(record, DeviceEvent) and isinstance(logic, SmokeLogic | CallLogic):
-            out.extend(logic.on_event(record, view))
+            found = logic.on_event(record, view)
+            for f in found:
+                if f.action is FindingAction.PRESENCE:
+                    self._sign_of_life(household, f)
+            out.extend(found)
         return out
+
+    def _sign_of_life(self, household: _Household, sign: Finding) -> None:
+        """A press or a smoke alarm pressed: a sign of life for every meter of the household."""
+        t, signal = epoch(sign.at), PresenceSignal(sign.details["signal"])
+        for device_id in household.devices:
+            logic = self._logic.get(device_id)
+            if isinstance(logic, MeterLogic):
+                logic.sign_of_life(t, signal, sign.device_id or "", household.view)
+                self._dirty[DEV].add(device_id)
+                self._schedule_device(device_id)
 
     # Timers ----------------------------------------------------------------------------------------
     def tick(self, now: datetime) -> list[Finding]:
@@ -365,17 +398,45 @@ class Engine:
         health = self._health.get(device_id)
         if health is None:
             return []
-        due = health.next_timer()
-        if due is None or due > now:
-            self._schedule_device(device_id)
-            return []
         household = self._household(health.device.household_id)
-        self._dirty[HH].add(health.device.household_id)
-        if health.last_heard is None:
-            since, reason = health.watch_from if health.watch_from is not None else now, "never_heard"
-        else:
-            since, reason = health.last_heard, "silent"
-        return household.health.device_offline(health, since, now, reason, self._peers(household), household.view)
+        out: list[Finding] = []
+        due = health.next_timer()
+        if due is not None and due <= now:
+            self._dirty[HH].add(health.device.household_id)
+            if health.last_heard is None:
+                since, reason = health.watch_from if health.watch_from is not None else now, "never_heard"
+            else:
+                since, reason = health.last_heard, "silent"
+            view = household.view
+            out = household.health.device_offline(health, since, now, reason, self._peers(household), view)
+        deadline = None
+        if self._silence_on and isinstance(self._logic.get(device_id), MeterLogic):
+            # The meter's gate passed (it is silent): the household's own deadline, raised or kept.
+            deadline = self._silence(household, now, out)
+        due = health.next_timer()
+        self._schedule(DEV, device_id, deadline if due is None else due if deadline is None else min(due, deadline))
+        return out
+
+    def _meters(self, household: _Household) -> list[tuple[MeterLogic, DeviceHealth]]:
+        out = []
+        for device_id in household.devices:
+            logic = self._logic.get(device_id)
+            if isinstance(logic, MeterLogic):
+                out.append((logic, self._health[device_id]))
+        return out
+
+    def _silence(self, household: _Household, now: float, out: list[Finding]) -> float | None:
+        """The silence rule (detectors/silence.py): raised into ``out`` when due (then None), else its
+        deadline (None: it cannot raise now)."""
+        meters = self._meters(household)
+        due = silence_due(meters, household.view, self._cfg)
+        if due is None or due > now:
+            return due
+        out.extend(raise_silence(meters, self._peers(household), now, household.view, self._cfg))
+        for logic, _ in meters:
+            self._dirty[DEV].add(logic.device.device_id)
+            self._schedule_device(logic.device.device_id)
+        return None
 
     def _schedule(self, kind: str, ident: str, due: float | None) -> None:
         scheduled = self._due[kind]
@@ -386,8 +447,21 @@ class Engine:
             heapq.heappush(self._heap, (due, kind, ident))
 
     def _schedule_device(self, device_id: str) -> None:
+        """A device's timer: its silence deadline, and for a meter also the silence rule's *gate*, the
+        moment it is silent (a lower bound of the rule's deadline, which depends on the household and is
+        worked out only then: this runs after every call)."""
         health = self._health.get(device_id)
-        self._schedule(DEV, device_id, health.next_timer() if health else None)
+        if health is None:
+            self._schedule(DEV, device_id, None)
+            return
+        due = health.next_timer()
+        if self._silence_on:
+            logic = self._logic.get(device_id)
+            if isinstance(logic, MeterLogic):
+                gate = silence_gate(logic, health, self._cfg.silence)
+                if gate is not None and (due is None or gate < due):
+                    due = gate
+        self._schedule(DEV, device_id, due)
 
     def _schedule_household(self, household_id: str) -> None:
         self._schedule(HH, household_id, self._household(household_id).held.next_timer())

@@ -26,6 +26,11 @@ Call button (为老服务一键通)
     ``service_request`` raises a normal SERVICE_REQUEST (a task for the care team, not an emergency),
     debounced like ``sos``.
 
+Presence. Every call-button event (``sos``, ``cancel``, ``service_request``, ``checkin_ok``) and a smoke
+alarm's ``hush`` or ``test`` is a person at home: each also emits a PRESENCE finding (kind INACTIVITY,
+``signal`` press or smoke; ``checkin_ok`` carries its ``checkin_id`` and raises nothing else). Alerting
+answers a check-in in progress with it; the engine passes it to the household's meters as a sign of life.
+
 Away and hospital periods never suppress these: a press or a fire is always somebody's emergency.
 """
 
@@ -36,9 +41,10 @@ from typing import Any
 from detectors.config import EventConfig
 from detectors.context import HouseholdView, epoch, hours, to_dt
 from schemas.findings import Finding, FindingAction, PresenceSignal
-from schemas.kinds import DEFAULT_SEVERITY, AlertKind, Severity
+from schemas.kinds import DEFAULT_SEVERITY, AlertKind, CallEventKind, Severity
 from schemas.records import DeviceEvent, DeviceInfo
 
+_CALL_EVENTS = frozenset(kind.value for kind in CallEventKind)
 _MAINTENANCE_TEXT = {
     "low_battery": "smoke alarm reports a low battery: replace it before the alarm goes silent",
     "fault": "smoke alarm reports a fault: it may not detect smoke; arrange a technician",
@@ -75,14 +81,23 @@ def finding(
     )
 
 
-_PRESSES = frozenset({"sos", "cancel", "service_request", "checkin_ok"})
-
-
-def presence(device: DeviceInfo, signal: PresenceSignal, t: float, now: float, text: str, **details: str) -> Finding:
-    """A sign of life in ``device``'s household (answers a check-in; ``alerting.checkins``)."""
+def presence(
+    device: DeviceInfo,
+    kind: AlertKind,
+    signal: PresenceSignal,
+    t: float,
+    now: float,
+    evidence: str,
+    checkin_id: str | None = None,
+) -> Finding:
+    """A sign of life at ``t`` (PRESENCE): INACTIVITY for water, a press or a smoke alarm pressed,
+    CONTINUOUS_FLOW for a raised flow that stopped."""
+    details: dict[str, Any] = {"signal": signal.value}
+    if checkin_id is not None:
+        details["checkin_id"] = checkin_id
     return finding(
-        device, AlertKind.INACTIVITY, at=t, detected_at=now, detector="presence", evidence=text,
-        action=FindingAction.PRESENCE, details={"signal": signal.value, **details},
+        device, kind, at=t, detected_at=now, evidence=evidence, detector="presence",
+        action=FindingAction.PRESENCE, details=details,
     )  # fmt: skip
 
 
@@ -105,10 +120,10 @@ class SmokeLogic:
         t, now = epoch(event.ts), epoch(event.received_at)
         found = self._judge(event.kind, t, now, view)
         out = [found] if found is not None else []
-        if event.kind in {"hush", "test"}:  # a person at the alarm: a sign of life
-            out.append(
-                presence(self.device, PresenceSignal.SMOKE, t, now, f"smoke alarm {event.kind} at {view.fmt(t, now)}")
-            )
+        if event.kind in ("hush", "test"):
+            what = "hushed" if event.kind == "hush" else "tested"
+            text = f"smoke alarm {what} at {view.fmt(t, now)}: a person is at home"
+            out.append(presence(self.device, AlertKind.INACTIVITY, PresenceSignal.SMOKE, t, now, text))
         return out
 
     def sounding(self, t: float) -> bool:
@@ -208,12 +223,11 @@ class CallLogic:
         elif event.kind == "service_request":
             found = self._request(t, now, note, event.note, view)
         out = [found] if found is not None else []
-        if event.kind not in _PRESSES:
+        if event.kind not in _CALL_EVENTS:
             return out
-        # Any press is a sign of life (a checkin_ok names the check-in it answers, and raises nothing else).
-        text = f"call button pressed ({event.kind}) at {view.fmt(t, now)}"
-        named = {"checkin_id": event.checkin_id} if event.checkin_id else {}
-        out.append(presence(self.device, PresenceSignal.PRESS, t, now, text, **named))
+        # Every press is a person at the button: a sign of life (and the answer to a check-in).
+        text = f"call button pressed ({event.kind}) at {view.fmt(t, now)}: the resident is up"
+        out.append(presence(self.device, AlertKind.INACTIVITY, PresenceSignal.PRESS, t, now, text, event.checkin_id))
         return out
 
     def _sos(self, t: float, now: float, note: str, view: HouseholdView) -> Finding:

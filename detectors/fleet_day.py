@@ -25,6 +25,7 @@ from detectors.daily import MAX_COVERED_INTERVAL_S
 from detectors.flow import FlowLogic, standing_lph
 from detectors.meter import MeterLogic
 from detectors.meter_batch import clock_seconds
+from detectors.presence import backstop_window_s
 from detectors.routine_fleet import Limits, quiet_limits_many
 
 NAN = math.nan
@@ -168,8 +169,7 @@ def _use(rows: DayRows) -> None:
     """Use and the backstop (meter_batch._use): rows where a flat rule may fire are not ok."""
     t, m = rows.t, rows.m
     floor = [
-        max(meter.logic.series_start, meter.view.away_floor(first)) if meter.view.has_away else meter.logic.series_start
-        for meter, first in zip(rows.meters, t[:, 0].tolist(), strict=True)
+        meter.logic.quiet_floor(first, meter.view) for meter, first in zip(rows.meters, t[:, 0].tolist(), strict=True)
     ]
     rows.last = last = np.maximum.accumulate(np.where(rows.used, np.arange(m), -1), axis=1)
     seen = last >= 0
@@ -185,6 +185,12 @@ def _use(rows: DayRows) -> None:
     # A fired rule is silent until the use that clears it, and counts from that use's interval on.
     cleared = rows.cleared
     clear_t0 = None if cleared is None else np.take_along_axis(rows.t0, np.minimum(cleared, m - 1)[:, None], axis=1)
+    # The first use after an inactivity-type finding is news (a PRESENCE; MeterLogic.stops_at_use).
+    due = [meter.logic.stops_at_use for meter in rows.meters]
+    if any(due):
+        rows.ok &= ~(np.array(due) & rows.used.any(axis=1))
+    leads = [meter.view.settings.checkin_lead_s for meter in rows.meters]
+    lead = _col(leads) if any(x > 0.0 for x in leads) else None
     for base in rows.cfg.flat_rules:  # personal rules only: program rules never reach the bulk path
         if base.enabled:
             window, rule_floor, silent = [], [], []
@@ -200,7 +206,8 @@ def _use(rows: DayRows) -> None:
                     rule_floor.append(max(f, latch.at) if latch is not None else f)
                     silent.append(0)
             begun = np.maximum(np.maximum(use_start, floor_c), _col(rule_floor))
-            fire = ~(t - begun < _col(window)) & (np.arange(m) >= np.array(silent)[:, None])
+            limit = _col(window) if lead is None else backstop_window_s(_col(window), lead, rows.dt)
+            fire = ~(t - begun < limit) & ~rows.used & (np.arange(m) >= np.array(silent)[:, None])
             rows.ok &= ~fire.any(axis=1)
 
 
@@ -260,6 +267,10 @@ def _flow(rows: DayRows) -> None:
     flowing = ~((dt > fc.max_interval_min * 60) | (rows.flow_l * 3600 / dt < fc.flow_min_lph))
     high = flowing & (rows.flow_l / (dt / 60) >= fc.high_rate_lpm)
     rows.stretches = (flowing, high, standing)
+    # The first measured interval without flow after a flow finding is news (a PRESENCE): not here.
+    stop_due = [flow.stop_due for flow in flows]
+    if any(stop_due):
+        fires |= np.array(stop_due) & (rows.short & ~flowing).any(axis=1)
     night_end_s, night_start_s = clock_seconds(fc.night_end), clock_seconds(fc.night_start)
     day_start, prev_start = _col(rows.starts), _col(_day_starts(rows.meters, days, 1))
     night_end, night_start = day_start + night_end_s, day_start + night_start_s

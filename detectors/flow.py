@@ -27,6 +27,9 @@ Learned from the home itself (real meters showed why: in 200 Karratha homes the 
   time of day (±3 h), seen on ``routine_days`` of the last ``routine_window_d`` days is the home's
   routine (an irrigation timer), not an alert. The first occurrences are still reported.
 - Thresholds are rates (L/h, L/min), so 15-minute and hourly meters are judged alike.
+
+Presence: the first measured interval without flow after a continuous-flow finding (someone turned the
+tap off) emits a PRESENCE finding (``signal: flow_stopped``) that answers the alert's check-in.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ from typing import Any
 
 from detectors.config import DetectorSuiteConfig, FlowConfig
 from detectors.context import DAY_S, HouseholdView, hours, iso
-from detectors.events import finding
-from schemas.findings import Finding
+from detectors.events import finding, presence
+from schemas.findings import Finding, PresenceSignal
 from schemas.kinds import AlertKind, Severity
 from schemas.records import DeviceInfo
 
@@ -73,6 +76,7 @@ class FlowLogic:
         "run_litres",
         "run_start",
         "standing_lph",
+        "stop_due",
     )
 
     def __init__(self, device: DeviceInfo, cfg: DetectorSuiteConfig, state: dict[str, Any] | None = None) -> None:
@@ -96,6 +100,8 @@ class FlowLogic:
         self.nights: tuple[int, ...] = tuple(int(x) for x in s.get("nights", []))
         self.highs: tuple[tuple[int, int], ...] = tuple((int(a), int(b)) for a, b in s.get("highs", []))
         self.standing_lph = standing_lph(self.min_hist, cfg.flow)
+        # A continuous-flow finding was raised: the first interval without flow is news (PRESENCE).
+        self.stop_due: bool = bool(s.get("fstop", False))
 
     def note_interval(self, t0: float, t: float, day: int, litres: float) -> None:
         """Track the lowest interval rate per local day (called for every measured interval; ``day`` is
@@ -124,6 +130,10 @@ class FlowLogic:
         litres = max(litres - self.standing_lph * dt / 3600, 0.0)
         if dt > fc.max_interval_min * 60 or litres * 3600 / dt < fc.flow_min_lph:
             self.boundary()
+            if self.stop_due and dt <= fc.max_interval_min * 60:  # a gap proves nothing
+                self.stop_due = False
+                text = f"the water flow stopped by {view.fmt(t, now)}"
+                out.append(presence(self.device, AlertKind.CONTINUOUS_FLOW, PresenceSignal.FLOW_STOPPED, t, now, text))
             return out
         if self.run_start is None:
             self.run_start, self.run_litres = t0, 0.0
@@ -219,6 +229,7 @@ class FlowLogic:
         ]  # fmt: skip
 
     def _finding(self, start: float, now: float, severity: Severity, detector: str, text: str) -> Finding:
+        self.stop_due = True
         return finding(
             self.device, AlertKind.CONTINUOUS_FLOW, at=start, detected_at=now, detector=detector,
             severity=severity, evidence=text, details={"flowing_since": iso(start)},
@@ -239,4 +250,5 @@ class FlowLogic:
             "fstand": self.fired_standing,
             "nights": list(self.nights),
             "highs": [list(h) for h in self.highs],
+            "fstop": self.stop_due,
         }

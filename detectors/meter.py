@@ -34,6 +34,12 @@ in that interval, so the backstop fires no later than 12 h after the real last u
 least ``use_min_l`` above the home's standing flow (``FlowLogic.standing_lph``): drips and a leaking
 cistern are not a resident. It clears at the next use and is never held back, for any resident.
 
+Presence. A sign of life ends a quiet stretch: a call-button press or a smoke alarm hushed or tested in
+the household (the engine passes it on, :meth:`MeterLogic.sign_of_life`) counts like water use for the
+backstop, the program rule and the routine (their quiet starts there at the latest, and the evidence
+names it). The first use after an inactivity-type finding of the current stretch emits a PRESENCE finding
+(``signal: water``) that answers a check-in in progress; later uses emit nothing.
+
 The routine, flow and excess detectors live in their own modules and are driven from here.
 """
 
@@ -43,12 +49,13 @@ import math
 from typing import Any, NamedTuple
 
 from detectors.config import DetectorSuiteConfig
-from detectors.context import HouseholdView, epoch, hours, iso
+from detectors.context import HouseholdView, Returned, epoch, hours, iso
 from detectors.daily import DayLedger
 from detectors.events import finding
 from detectors.flow import FlowLogic
+from detectors.presence import backstop_window_s, sign_details, sign_text, water_presence
 from detectors.routine import RoutineLogic
-from schemas.findings import Finding
+from schemas.findings import Finding, PresenceSignal
 from schemas.kinds import AlertKind
 from schemas.records import DeviceInfo, MeterSample
 
@@ -69,6 +76,7 @@ class MeterLogic:
     """State and rules for one water meter. ``snapshot()`` is JSON; see module docstring."""
 
     __slots__ = (
+        "alive",
         "cfg",
         "device",
         "fired",
@@ -78,11 +86,14 @@ class MeterLogic:
         "last_use",
         "late_inside",
         "ledger",
+        "presence_due",
         "prev",
         "resets",
+        "returned",
         "routine",
         "series_n",
         "series_start",
+        "silence_q",
         "steps",
         "use_r",
         "use_t0",
@@ -115,6 +126,16 @@ class MeterLogic:
         )
         self.resets: int = s.get("resets", 0)
         self.late_inside: int = s.get("late", 0)
+        # The household's latest sign of life from another device: (time, PresenceSignal, device id).
+        alive = s.get("alive")
+        self.alive: tuple[float, str, str] | None = None if alive is None else (alive[0], alive[1], alive[2])
+        # An inactivity-type finding was raised for the current quiet stretch: the next use is news
+        # (a PRESENCE finding). Snapshots before this field: a fired latch waits for water.
+        self.presence_due: bool = s.get("pres", any(latch.reg is not None for latch in self.fired))
+        # The silence rule raised the stretch quiet since this (detectors/silence.py); None: not raised.
+        self.silence_q: float | None = s.get("sil")
+        # ``until_use`` away periods this meter saw end early: (period start, first sign of life inside).
+        self.returned: Returned = tuple((p[0], p[1]) for p in s.get("ret", ()))
         self.ledger = DayLedger(device, cfg, s.get("days"))
         self.routine = RoutineLogic(device, cfg, s.get("routine"))
         self.flow = FlowLogic(device, cfg, s.get("flow"))
@@ -142,21 +163,31 @@ class MeterLogic:
         self.flow.note_interval(t0, t, day, litres)
         # A standing leak is not a resident: only use above the home's own minimum flow counts.
         used = litres - self.flow.standing_lph * (t - t0) / 3600 >= self.cfg.use_min_l
+        out: list[Finding] = []
         if used:
+            if view.has_away:
+                self._note_sign(t0, view)
             self.last_use, self.use_r, self.use_t0 = t, r, t0
+            self.silence_q = None
+            if self.presence_due:
+                self.presence_due = False
+                out.append(water_presence(self.device, t, now, litres, view))
         if litres > 0:
             self._add_step(t, r, view)
-        out: list[Finding] = []
         self.ledger.add(t0, t, day, litres, used, view)
         self._clear_fired(t, r, used)
-        suppressed = view.away_reason(t)
-        floor = max(self.series_start, view.away_floor(t))
-        out.extend(self._flat_rules(t, now, r, floor, suppressed, view))
+        suppressed = view.away_reason(t, self.returned)
+        floor = self.quiet_floor(t, view)
+        raised_now = self._flat_rules(t, t - t0, now, r, floor, suppressed, view)
         q = self._quiet_start(floor)
         since = max(r - self.use_r, 0.0) if self.last_use is not None and q == self.last_use else 0.0
         # Once the backstop or program rule has raised this stretch, a later routine finding adds nothing.
         raised = suppressed or ("inactivity" if any(latch.reg is not None for latch in self.fired) else None)
-        out.extend(self.routine.check(self.ledger, t, now, q, since, raised, view))
+        sign = sign_text(self.alive, q, t, view) if self.alive is not None else None
+        raised_now += self.routine.check(self.ledger, t, now, q, since, raised, view, sign)
+        if raised_now:
+            self.presence_due = True
+            out.extend(raised_now)
         out.extend(self.flow.on_interval(t0, t, litres, now, view))
         out.extend(self.ledger.check_excess(t, now, view))
         return out
@@ -210,6 +241,16 @@ class MeterLogic:
     def _program(self) -> bool:
         return any(rule.enabled and not rule.personal for rule in self.cfg.flat_rules)
 
+    def quiet_floor(self, t: float, view: HouseholdView) -> float:
+        """The earliest a quiet stretch judged at ``t`` may start: the register series, the household's
+        last sign of life from another device, the end of an away period (the three paths read this)."""
+        floor, alive = self.series_start, self.alive
+        if alive is not None and alive[0] > floor:
+            floor = alive[0]
+        if view.has_away:
+            return max(floor, view.away_floor(t, self.returned))
+        return floor
+
     def _quiet_start(self, floor: float) -> float:
         """Start of the current stretch without water use, for the routine detector."""
         start = self.last_use if self.last_use is not None else self.series_start
@@ -217,7 +258,7 @@ class MeterLogic:
 
     # Flat program rule ----------------------------------------------------------------------------
     def _flat_rules(
-        self, t: float, now: float, r: float, floor: float, suppressed: str | None, view: HouseholdView
+        self, t: float, dt: float, now: float, r: float, floor: float, suppressed: str | None, view: HouseholdView
     ) -> list[Finding]:
         out: list[Finding] = []
         for base in self.cfg.flat_rules:
@@ -236,13 +277,23 @@ class MeterLogic:
                 start = next((p[0] for p in self.steps if p[1] > r - rule.min_litres), t)
                 start = max(start, rule_floor)
             window = rule.window_h * 3600
-            if t - start < window or suppressed:
+            lead = view.settings.checkin_lead_s
+            due = backstop_window_s(window, lead, dt) if lead and rule.personal else window
+            # A reading that shows use is news, never the backstop's: when its interval is a long gap the
+            # use may lie anywhere in it, and the quiet after it is the next reading's (a silent gap is
+            # the silence rule's).
+            if t - start < due or suppressed or (rule.personal and self.last_use == t):
                 continue
             if rule.personal:
                 used = max(r - self.use_r, 0.0) if self.last_use is not None else 0.0
             else:
                 used = max(r - next((p[1] for p in self.steps if p[0] >= start), r), 0.0)
             self._set_latch(RuleLatch(rule.name, r, start))
+            since = sign_text(self.alive, start, t, view) or view.fmt(start, t)
+            # Raised early by the check-in's lead: the evidence says how much of the window has passed.
+            span = f"{rule.window_h:g} h"
+            if due < window:
+                span = f"{hours(t - start)} (of {span}: the resident is asked first)"
             out.append(
                 finding(
                     self.device,
@@ -251,11 +302,11 @@ class MeterLogic:
                     detected_at=now,
                     detector=f"backstop:{rule.name}" if rule.personal else f"flat_rule:{rule.name}",
                     evidence=(
-                        f"no water used for {rule.window_h:g} h: none since {view.fmt(start, t)} "
+                        f"no water used for {span}: none since {since} "
                         f"({used:.1f} L in drips over {hours(t - start)}, reading at {view.fmt(t, t)})"
                         if rule.personal
                         else f"less than {rule.min_litres:g} L in {rule.window_h:g} h: {used:.1f} L since "
-                        f"{view.fmt(start, t)} ({hours(t - start)}, reading at {view.fmt(t, t)})"
+                        f"{since} ({hours(t - start)}, reading at {view.fmt(t, t)})"
                     ),
                     details={
                         "rule": rule.name,
@@ -265,7 +316,8 @@ class MeterLogic:
                         "quiet_since": iso(start),
                         "due_at": iso(start + window),
                         "last_reading_at": iso(t),
-                    },
+                    }
+                    | sign_details(self.alive, start),
                 )
             )
         return out
@@ -281,6 +333,35 @@ class MeterLogic:
                     self._set_latch(RuleLatch(latch.name, None, self.use_t0))
             elif r - latch.reg >= self.cfg.resume_l:
                 self._set_latch(RuleLatch(latch.name, None, t))
+
+    # Presence -------------------------------------------------------------------------------------
+    def sign_of_life(self, t: float, signal: PresenceSignal, device_id: str, view: HouseholdView) -> None:
+        """Another device of the household showed the resident up at ``t`` (a call-button press, a smoke
+        alarm hushed or tested): a new quiet stretch starts there, so the fired latches re-arm from it,
+        the silence rule's latch ends, and the next use is not news any more."""
+        if self.alive is not None and t <= self.alive[0]:
+            return
+        if view.has_away:
+            self._note_sign(t, view)
+        self.alive = (t, signal.value, device_id)
+        for latch in self.fired:
+            if latch.reg is not None and latch.at < t:
+                self._set_latch(RuleLatch(latch.name, None, t))
+        if self.silence_q is not None and self.silence_q < t:
+            self.silence_q = None
+        # Nothing raised is left open for a stretch begun before the sign: the next use is not news.
+        fired_q = self.routine.fired_q
+        if not self.awaiting_use and self.silence_q is None and (fired_q is None or fired_q < t):
+            self.presence_due = False
+
+    def _note_sign(self, t: float, view: HouseholdView) -> None:
+        """A sign of life at ``t`` ends an ``until_use`` away period it falls in (the first one does)."""
+        start = view.until_use_start(t)
+        if start is None or any(begun == start for begun, _ in self.returned):
+            return
+        # Records of periods no longer set are dropped here (the only place they grow).
+        current = view.until_use_starts()
+        self.returned = (*((b, x) for b, x in self.returned if b in current), (start, t))
 
     def _latch(self, name: str) -> RuleLatch | None:
         for latch in self.fired:
@@ -306,6 +387,12 @@ class MeterLogic:
         """A flat rule has fired and waits for water to resume; until then the routine says nothing."""
         return any(latch.reg is not None for latch in self.fired)
 
+    @property
+    def stops_at_use(self) -> bool:
+        """The next use changes what the bulk paths do not follow: it is news (a PRESENCE finding), or it
+        ends the silence rule's latch. They end their prefix there; the per-reading path takes it."""
+        return self.presence_due or self.silence_q is not None
+
     def bulk_blocked(self) -> bool:
         """A fired latch the bulk paths do not follow: a program rule's (it clears on litres, not on a
         use; left from a configuration that had the program rule on)."""
@@ -318,10 +405,13 @@ class MeterLogic:
                 self._set_latch(RuleLatch(latch.name, None, use_t0))
 
     def rearm(self, closed_at: float) -> None:
-        """An inactivity alert of this home was resolved at ``closed_at`` (a person saw the resident, or
-        the resident answered): every flat rule counts its window afresh from then (from the next use if
-        that is later), so twelve more hours without water raise again; the routine stays silent for the
-        stretch the alert was about (the backstop's new window bounds that)."""
+        """An inactivity-type alert of this home was resolved at ``closed_at`` (a person saw the resident,
+        or the resident answered): every flat rule counts its window afresh from then (from the next use
+        if that is later), so twelve more hours without water raise again, and the silence rule's latch
+        ends (its window restarts there too); the routine stays silent for the stretch the alert was
+        about (the backstop's new window bounds that)."""
+        if self.silence_q is not None and self.silence_q < closed_at:
+            self.silence_q = None
         for rule in self.cfg.flat_rules:
             if not rule.enabled:
                 continue
@@ -350,6 +440,10 @@ class MeterLogic:
             },
             "resets": self.resets,
             "late": self.late_inside,
+            "alive": None if self.alive is None else list(self.alive),
+            "pres": self.presence_due,
+            "sil": self.silence_q,
+            "ret": [list(p) for p in self.returned],
             "days": self.ledger.snapshot(),
             "routine": self.routine.snapshot(),
             "flow": self.flow.snapshot(),

@@ -52,6 +52,7 @@ from detectors.context import DAY_S, SLOT_S, SLOTS_PER_DAY, HouseholdView
 from detectors.daily import MAX_COVERED_INTERVAL_S
 from detectors.flow import standing_lph
 from detectors.meter import MeterLogic
+from detectors.presence import backstop_window_s
 from schemas.records import MeterSample, Record
 
 # Below this many readings the screen costs more than the per-reading path saves (bench/detect_scale.py).
@@ -237,13 +238,15 @@ def _use(logic: MeterLogic, view: HouseholdView, seg: _Day) -> int:
     seg.last = last = np.maximum.accumulate(np.where(used, np.arange(m), -1))
     seen = last >= 0
     at = np.maximum(last, 0)
-    floor = max(logic.series_start, view.away_floor(float(t[0])))
+    floor = logic.quiet_floor(float(t[0]), view)
     last_use = logic.last_use if logic.last_use is not None else logic.series_start
     seg.q = np.maximum(np.where(seen, t[at], last_use), floor)
     use_t0 = np.where(seen, t0[at], logic.use_t0 if logic.use_t0 is not None else logic.series_start)
     # A fired rule (MeterLogic._clear_fired) is cleared by the next use, from that use's interval on.
     seg.cleared = _first(used) if logic.awaiting_use else 0
-    stop = m
+    # The first use after an inactivity-type finding is news (a PRESENCE; MeterLogic.stops_at_use).
+    stop = _first(used) if logic.stops_at_use else m
+    lead = view.settings.checkin_lead_s
     for base in cfg.flat_rules:  # personal rules only: program rules never reach the bulk path
         if base.enabled:
             rule = view.settings.flat_rule(base)
@@ -255,7 +258,8 @@ def _use(logic: MeterLogic, view: HouseholdView, seg: _Day) -> int:
                     continue
                 silent, rule_floor = seg.cleared, max(floor, float(t0[seg.cleared]))
             start = np.maximum(np.maximum(use_t0, floor), rule_floor)
-            fire = ~(t - start < rule.window_h * 3600)
+            window = rule.window_h * 3600
+            fire = ~(t - start < (backstop_window_s(window, lead, dt) if lead > 0.0 else window)) & ~used
             fire[:silent] = False
             stop = min(stop, _first(fire))
     return stop
@@ -296,6 +300,8 @@ def _flow(logic: MeterLogic, view: HouseholdView, seg: _Day) -> int:
                 break
     seg.flowing = flowing = ~((dt > fc.max_interval_min * 60) | (seg.flow_l * 3600 / dt < fc.flow_min_lph))
     seg.high = high = flowing & (seg.flow_l / (dt / 60) >= fc.high_rate_lpm)
+    if flow.stop_due:  # the first measured interval without flow after a flow finding: a PRESENCE
+        stop = min(stop, _first(seg.short & ~flowing))
     # Every flow rule needs one stretch of flowing intervals at least this long (the night rule: from
     # before the night's start to after its end); shorter stretches only need their bookkeeping.
     # (A night counted at a reading after its end needs the stretch to span it; one counted at a

@@ -18,8 +18,9 @@ and ``margin_factor`` times the spread between the median and the latest usual r
 irregular resident gets more slack. With ``pool_day_types`` (default) the limits are also computed
 from all valid days and the longer of the two is used: rare stretches (a skipped meal, an afternoon
 out) are then known from ~27 days instead of 19 weekdays or 7 weekend days. If the limit exceeds
-``max_gap_h`` (5.5 h) the routine stays quiet and leaves the stretch to the 12 h backstop: that is where
-its guesses were mostly false alarms (see ``docs/detectors.md`` for the measured trade-off).
+``max_gap_h`` the routine stays quiet and leaves the stretch to the 12 h backstop (12 h by default, since
+its false alarms cost a check-in rather than a volunteer's trip; see ``docs/detectors.md`` for the
+measured trade-off).
 
 The deadline is checked on readings (device time): only a reading proves that the gap is still
 quiet. Once fired, the detector stays silent until water is used again (a new quiet stretch), and it
@@ -176,8 +177,10 @@ class RoutineLogic:
         litres: float,
         suppressed: str | None,
         view: HouseholdView,
+        sign: str | None = None,
     ) -> list[Finding]:
-        """Evaluate the stretch quiet since ``q`` at reading time ``t`` (``litres`` used since ``q``)."""
+        """Evaluate the stretch quiet since ``q`` at reading time ``t`` (``litres`` used since ``q``);
+        ``sign`` names a sign of life that began the stretch (a press), for the evidence."""
         if self.fired_q is not None:
             if q <= self.fired_q:
                 return []  # this stretch already fired
@@ -198,7 +201,7 @@ class RoutineLogic:
         day_type = "weekends" if view.is_weekend(day) else "weekdays"
         evidence = (
             f"at {view.fmt(t, t)} on {day_type} water has usually been used within the last {hours(usual)} "
-            f"({n} comparable days); none since {view.fmt(q, t)}; {litres:.1f} L in {hours(t - q)}"
+            f"({n} comparable days); none since {sign or view.fmt(q, t)}; {litres:.1f} L in {hours(t - q)}"
         )
         return [
             finding(

@@ -57,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inject.add_argument("--ground-truth", metavar="FILE", help="write injected incidents etc. as JSON lines")
     inject.add_argument("--faults", type=float, default=0.0, metavar="RATE", help="share of messages given a fault")
     inject.add_argument("--fault-kinds", metavar="K1,K2", help="fault kinds to use (default: all)")
+    inject.add_argument(
+        "--lossy-meters",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of water meters that lose transmissions (1 in 20, in runs of 4-25 h, never back-filled)",
+    )
     out = parser.add_argument_group("output")
     out.add_argument("--output", metavar="FILE", help="write JSON lines here ('-' for stdout) instead of publishing")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -136,7 +143,8 @@ def _build(args: argparse.Namespace) -> tuple[Simulation, int | None]:
     if demo:
         speed = 1.0 if args.speed in (None, "max") else float(args.speed)
         requests.extend(demo_scenarios(fleet, start + DEMO_BACKFILL, speed=speed))
-    faults = FaultPlan.parse(args.faults, args.fault_kinds) if args.faults > 0 else None
+    lossy = args.lossy_meters
+    faults = FaultPlan.parse(args.faults, args.fault_kinds, lossy) if args.faults > 0 or lossy > 0 else None
     return fleet.simulate(duration, scenarios=requests, faults=faults, topic_root=args.topic_root), live_from
 
 

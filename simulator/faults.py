@@ -3,7 +3,9 @@
 ``apply_faults`` wraps the stream of a simulation. With probability ``rate`` per message it applies
 one fault kind that fits the message; separately, a fraction of devices have a skewed clock for the
 whole run. Faults never remove a good message (an SOS must still arrive for its scenario to be
-scored); they add bad ones or move good ones later:
+scored); they add bad ones or move good ones later. The one exception is opt-in (``--lossy-meters``): a
+share of water meters loses transmissions in runs, as real NB-IoT meters do (``simulator/loss.py``).
+The per-message faults:
 
 - ``duplicate``: the same message again, 0.2-30 s later (a QoS 1 redelivery);
 - ``reorder``: a telemetry/status message held back past the device's next one;
@@ -34,6 +36,7 @@ from typing import Any
 from schemas.device import MAX_PAYLOAD_BYTES
 from schemas.kinds import RejectReason
 from simulator.devices import SimDevice
+from simulator.loss import lose_transmissions
 from simulator.payloads import SimMessage
 from simulator.scenarios import TruthRecord
 from simulator.timefmt import HOUR_MS, SECOND_MS
@@ -57,18 +60,24 @@ class FaultPlan:
     rate: float = 0.0
     kinds: frozenset[FaultKind] = frozenset(FaultKind)
     skew_fraction: float = 0.0
+    # Share of water meters that lose transmissions in runs (simulator/loss.py); not a per-message fault.
+    lossy_meters: float = 0.0
 
     @property
     def active(self) -> bool:
-        return (self.rate > 0 and bool(self.kinds - {FaultKind.CLOCK_SKEW})) or (
-            self.skew_fraction > 0 and FaultKind.CLOCK_SKEW in self.kinds
+        return (
+            (self.rate > 0 and bool(self.kinds - {FaultKind.CLOCK_SKEW}))
+            or (self.skew_fraction > 0 and FaultKind.CLOCK_SKEW in self.kinds)
+            or self.lossy_meters > 0
         )
 
     @classmethod
-    def parse(cls, rate: float, kinds: str | None = None) -> FaultPlan:
-        """From CLI values: ``--faults 0.01 --fault-kinds malformed,burst`` (default: all kinds)."""
+    def parse(cls, rate: float, kinds: str | None = None, lossy_meters: float = 0.0) -> FaultPlan:
+        """From CLI values: ``--faults 0.01 --fault-kinds malformed,burst`` (default: all kinds),
+        ``--lossy-meters 0.2``."""
         chosen = frozenset(FaultKind(k.strip()) for k in kinds.split(",")) if kinds else frozenset(FaultKind)
-        return cls(rate=rate, kinds=chosen, skew_fraction=min(1.0, rate * 5) if FaultKind.CLOCK_SKEW in chosen else 0.0)
+        skew = min(1.0, rate * 5) if FaultKind.CLOCK_SKEW in chosen else 0.0
+        return cls(rate=rate, kinds=chosen, skew_fraction=skew, lossy_meters=lossy_meters)
 
 
 _FOR_EVENTS = (
@@ -90,6 +99,8 @@ def apply_faults(
     root: str,
 ) -> Iterator[SimMessage]:
     """Yield ``messages`` with faults injected, still ordered by publish time."""
+    if plan.lossy_meters > 0:  # lost first: a message never sent cannot be duplicated or delayed
+        messages = lose_transmissions(messages, plan.lossy_meters, seed=seed, devices=devices, truth=truth)
     injector = _Injector(plan, seed=seed, devices=devices, truth=truth, root=root)
     for original in messages:
         yield from injector.release(original.at_ms)

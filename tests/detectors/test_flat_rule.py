@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period
+from schemas.findings import FindingAction
 from schemas.kinds import AlertKind, Severity
 from tests.detectors.helpers import HH, METER, at, readings, sample
 
@@ -27,7 +28,7 @@ def engine(settings: HouseholdSettings | None = None) -> Engine:
 
 
 def inactivity(findings: list) -> list:  # type: ignore[type-arg]
-    return [f for f in findings if f.kind is AlertKind.INACTIVITY]
+    return [f for f in findings if f.kind is AlertKind.INACTIVITY and f.action is FindingAction.RAISE]
 
 
 def test_fires_once_when_12h_pass_with_under_10_litres() -> None:

@@ -21,15 +21,20 @@ def test_meter_silent_past_interval_times_grace_is_offline_not_inactive() -> Non
     e = Engine(DetectorSuiteConfig())
     e.upsert_device(METER)
     e.process([sample(at(10), 100.0)])
-    assert e.next_timer() == at(10.5)  # 900 s x grace 2.0
+    # 10:20, silent (15 min + 5): the silence rule looks at the household, nothing to raise (the quiet
+    # is 20 minutes old); 10:30, offline (900 s x grace 2.0).
+    assert e.next_timer() == at(10) + timedelta(minutes=20)
     assert e.tick(at(10.4)) == []
+    assert e.next_timer() == at(10.5)
     [f] = e.tick(at(10.5))
     assert (f.kind, f.severity, f.device_id) == (AlertKind.DEVICE_OFFLINE, Severity.NORMAL, "m1")
     assert f.at == at(10)
     assert f.detected_at == at(10.5)
     assert "silent since 10:00 (expected every 15 min)" in f.evidence
     assert e.tick(at(20)) == []
-    assert e.next_timer() is None
+    # Nothing more until the silence rule's deadline: 12 h after the quiet began (no use seen since the
+    # first reading), when no reading can prove use any more (tests/detectors/test_silence.py).
+    assert e.next_timer() == at(22)
     [back] = e.process([sample(at(20), 100.0)])
     assert (back.kind, back.action) == (AlertKind.DEVICE_OFFLINE, FindingAction.ANNOTATE)
 
@@ -88,9 +93,9 @@ def test_quiet_window_holds_low_severity_until_morning() -> None:
     e.set_household(HH, HouseholdSettings(quiet=(QuietWindow(time(22), time(7)),)))
     assert e.process([status(at(23), METER, battery_pct=10)]) == []
     # Emergencies are never held.
-    assert [(f.kind, f.action.value) for f in e.process([event("sos", at(23.5))])] == [
-        (AlertKind.SOS, "raise"),
-        (AlertKind.INACTIVITY, "presence"),  # a press is a sign of life too
+    assert [(f.kind, f.action) for f in e.process([event("sos", at(23.5))])] == [
+        (AlertKind.SOS, FindingAction.RAISE),
+        (AlertKind.INACTIVITY, FindingAction.PRESENCE),  # a sign of life: never held either
     ]
     snap = e.snapshots()
     restored = Engine(DetectorSuiteConfig(), snap)
@@ -106,5 +111,5 @@ def test_offline_deadline_survives_restart() -> None:
     e = engine()
     e.process([sample(at(10), 100.0)])
     restored = Engine(DetectorSuiteConfig(), e.snapshots())
-    assert restored.next_timer() == at(10.5)
+    assert restored.next_timer() == at(10) + timedelta(minutes=20)  # the silence rule's gate, then 10:30
     assert [f.kind for f in restored.tick(at(11))] == [AlertKind.DEVICE_OFFLINE]

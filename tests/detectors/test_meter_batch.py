@@ -27,11 +27,12 @@ import pytest
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period, QuietWindow
 from detectors.meter_batch import BATCH_MIN
 from detectors.testing import PROFILES, Resident, hours_to_dt, meter_samples
-from schemas.findings import AlertClosure, Finding
+from schemas.findings import AlertClosure, Finding, FindingAction
 from schemas.kinds import AlertKind, DeviceType
-from schemas.records import DeviceInfo, MeterSample, Record, StatusReport
+from schemas.records import DeviceEvent, DeviceInfo, MeterSample, Record, StatusReport
 
 SUITE = DetectorSuiteConfig()
+_REARMING = (AlertKind.INACTIVITY, AlertKind.ROUTINE_MISSED)
 METER = DeviceInfo("m1", DeviceType.WATER_METER, "h1", 900)
 WARM_D = 28
 
@@ -60,11 +61,14 @@ def _state(engine: Engine) -> dict[str, Any]:
 class Pair:
     """A reference engine and a bulk-path engine, fed identically and compared after every call."""
 
-    def __init__(self, cfg: DetectorSuiteConfig = SUITE, settings: HouseholdSettings | None = None) -> None:
+    def __init__(
+        self, cfg: DetectorSuiteConfig = SUITE, settings: HouseholdSettings | None = None, *devices: DeviceInfo
+    ) -> None:
         self.ref = Engine(cfg, batch_path=False)
         self.fast = Engine(cfg)
         for e in (self.ref, self.fast):
-            e.upsert_device(METER)
+            for device in devices or (METER,):
+                e.upsert_device(device)
             if settings is not None:
                 e.set_household(METER.household_id, settings)
         self.findings: list[Finding] = []
@@ -132,7 +136,28 @@ DST_STARTS = {
 }
 
 
-def scenario(seed: int) -> tuple[DetectorSuiteConfig, HouseholdSettings, list[list[MeterSample]]]:
+BUTTON = DeviceInfo("c1", DeviceType.CALL_BUTTON, "h1", 3600)
+SMOKE = DeviceInfo("s1", DeviceType.SMOKE_ALARM, "h1", 6 * 3600)
+# Signs of life the household's other devices send (each resets the meter's quiet clock).
+SIGNS = ((BUTTON, "sos"), (BUTTON, "cancel"), (BUTTON, "service_request"), (BUTTON, "checkin_ok"), (SMOKE, "test"))
+
+
+def lose(samples: list[MeterSample], rng: np.random.Generator) -> list[MeterSample]:
+    """Transmissions lost as NB-IoT meters lose them: runs of 4-25 h, never back-filled (the register
+    carries the total when they resume), about one in twenty of the time."""
+    out, i = [], 0
+    while i < len(samples):
+        if rng.random() < 0.05 * 15 / 900:  # per reading: ~1 run per 8 days at 14.5 h each
+            end = samples[i].ts + timedelta(hours=float(rng.uniform(4, 25)))
+            while i < len(samples) and samples[i].ts < end:
+                i += 1
+            continue
+        out.append(samples[i])
+        i += 1
+    return out
+
+
+def scenario(seed: int) -> tuple[DetectorSuiteConfig, HouseholdSettings, list[list[Record]]]:
     rng = np.random.default_rng(seed)
     names = list(PROFILES)
     profile = PROFILES[names[seed % 3]]
@@ -163,24 +188,50 @@ def scenario(seed: int) -> tuple[DetectorSuiteConfig, HouseholdSettings, list[li
         a = samples[int(rng.integers(WARM_D * 24 * 60 // step, len(samples) - 2))].ts
         away = (Period(a, a + timedelta(hours=float(rng.uniform(2, 40))), str(rng.choice(["away", "hospital"]))),)
     quiet = (QuietWindow(time(22), time(7)),) if rng.random() < 0.3 else ()
-    settings = HouseholdSettings(timezone=zone, away=away, quiet=quiet)
+    # The check-in era's additions draw from their own generator: the draws above stay as they were.
+    more = np.random.default_rng(10_000 + seed)
+    lead = float(more.choice([0.0, 0.0, 1200.0, 1800.0, 5400.0]))
+    if not away and more.random() < 0.25:  # the "away" answer: until the first sign of life, at most 72 h
+        a = samples[int(more.integers(WARM_D * 24 * 60 // step, len(samples) - 2))].ts
+        away = (Period(a, a + timedelta(hours=float(more.uniform(6, 72))), "away", until_use=True),)
+    settings = HouseholdSettings(timezone=zone, away=away, quiet=quiet, checkin_lead_s=lead)
     cfg = SUITE
     if rng.random() < 0.15:
         cfg = replace(cfg, excess=replace(cfg.excess, daily_max_l=float(rng.uniform(150, 400))))
     # Uploads: warm-up by day, then random batch sizes, hourly uploads of four, or whole days.
     per_day = 24 * 60 // step
     warm, rest = samples[: WARM_D * per_day], samples[WARM_D * per_day :]
-    batches = uploads(warm, [per_day])
+    batches: list[list[Record]] = list(uploads(warm, [per_day]))
     shape = int(rng.integers(3))
     sizes = [int(x) for x in rng.integers(1, 201, 50)] if shape == 0 else [4] if shape == 1 else [per_day]
-    later = uploads(rest, sizes)
+    if more.random() < 0.5:
+        rest = lose(rest, more)
+    later: list[list[Record]] = list(uploads(rest, sizes))
     if incident == 6 and len(later) > 2:  # late readings and duplicates: part of one batch again, later
         k = int(rng.integers(len(later) - 1))
         again = later[k][: int(rng.integers(1, len(later[k]) + 1))]
         received = later[k + 1][-1].received_at
         later[k + 1] = [*later[k + 1], *(replace(s, received_at=received) for s in again)]
         later[k + 1].reverse()  # committed out of order: the engine sorts per device
+    if more.random() < 0.6:
+        with_signs(later, more)
     return cfg, settings, batches + later
+
+
+def with_signs(later: list[list[Record]], rng: np.random.Generator) -> None:
+    """Presses and smoke tests, inside uploads (at a device time among their readings) and on their own
+    between them (in the order received: the highest upload first, so the indexes stay valid)."""
+    for k in sorted(rng.choice(len(later), size=min(len(later), int(rng.integers(1, 6))), replace=False))[::-1]:
+        device, kind = SIGNS[int(rng.integers(len(SIGNS)))]
+        upload = later[k]
+        when = upload[int(rng.integers(len(upload)))].ts + timedelta(minutes=float(rng.uniform(0, 20)))
+        sign = DeviceEvent(device.device_id, "h1", device.device_type, when, int(k), kind, when)
+        if kind == "checkin_ok":
+            sign = replace(sign, checkin_id=f"ck{k}")
+        if rng.random() < 0.5:
+            later[k] = [*upload, replace(sign, received_at=max(r.received_at for r in upload))]
+        else:
+            later.insert(k + 1, [replace(sign, ts=upload[-1].received_at, received_at=upload[-1].received_at)])
 
 
 SEEDS = range(48)
@@ -189,9 +240,15 @@ SEEDS = range(48)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_scenarios_match_the_per_reading_path(seed: int) -> None:
     cfg, settings, batches = scenario(seed)
-    pair = Pair(cfg, settings)
+    pair = Pair(cfg, settings, METER, BUTTON, SMOKE)
+    closes = np.random.default_rng(20_000 + seed)
     for batch in batches:
+        seen = len(pair.findings)
         pair.feed(batch)
+        # Alerts resolved now and then (the resident answered the check-in): their latches end.
+        for f in pair.findings[seen:]:
+            if f.action is FindingAction.RAISE and f.kind in _REARMING and closes.random() < 0.5:
+                pair.close(AlertClosure("h1", f.kind, f.device_id, f.detected_at + timedelta(minutes=20)))
     pair.finish()
     # The warm-up alone is 28 daily uploads: the bulk path must have carried most of them.
     assert pair.fast.batch_readings > pair.readings // 2
@@ -204,15 +261,21 @@ def test_the_random_scenarios_raise_findings_and_mostly_ran_in_bulk() -> None:
     for seed in SEEDS:
         cfg, settings, batches = scenario(seed)
         engine = Engine(cfg)
-        engine.upsert_device(METER)
+        for device in (METER, BUTTON, SMOKE):
+            engine.upsert_device(device)
         engine.set_household(METER.household_id, settings)
         for batch in batches:
-            detectors |= {f.detector for f in engine.tick(max(r.received_at for r in batch))}
-            detectors |= {f.detector for f in engine.process(batch)}
-            readings += len(batch)
+            found = engine.tick(max(r.received_at for r in batch)) + engine.process(batch)
+            detectors |= {f.detector for f in found if f.action is not FindingAction.PRESENCE}
+            # Presence by what showed it, and the quiet stretches a sign of life began.
+            detectors |= {f"presence:{f.details['signal']}" for f in found if f.action is FindingAction.PRESENCE}
+            detectors |= {f"{f.detector}+sign" for f in found if "sign_of_life" in f.details}
+            readings += sum(isinstance(r, MeterSample) for r in batch)
         bulk += engine.batch_readings
     assert {"backstop:flat_12h", "routine", "flow_running", "flow_standing", "excessive_use"} <= detectors
-    assert {"flow_overnight", "flow_all_day", "health_offline"} <= detectors
+    assert {"flow_overnight", "flow_all_day", "health_offline", "silence"} <= detectors
+    assert {"presence:water", "presence:press", "presence:smoke", "presence:flow_stopped"} <= detectors
+    assert {"backstop:flat_12h+sign", "silence+sign"} <= detectors, detectors
     assert bulk / readings > 0.8
 
 
@@ -255,14 +318,22 @@ def test_a_fall_fires_the_backstop_and_the_routine_inside_a_daily_batch() -> Non
 def test_after_the_backstop_fired_the_days_without_water_and_the_first_use_go_in_bulk() -> None:
     # A fall after the evening wash: the routine fires at 08:15, the backstop at 09:30 (its latch waits
     # for the next use). Two and a half days on the floor, then water again (found, or home from an
-    # unannounced trip): the quiet days and the day water resumes go in bulk, latch and all.
+    # unannounced trip): the quiet days go in bulk, latch and all; the first use is news (presence).
+    # (A daily-upload meter, registered as one: between uploads it is not silent.)
     fall_h = (WARM_D + 1) * 24 + 22.0
     uses = [u for u in regular(WARM_D + 5) if not fall_h <= u[0] < fall_h + 60]
-    pair = run(day_of(uses, WARM_D + 5), [96])
+    pair = Pair(SUITE, None, replace(METER, expected_interval_s=86400))
+    for batch in uploads(day_of(uses, WARM_D + 5), [96]):
+        pair.feed(batch)
+    pair.finish()
     fell = hours_to_dt(fall_h)
-    raised = [f.detector for f in pair.findings if f.detected_at > fell and f.detector != "health_offline"]
-    assert raised == ["routine", "backstop:flat_12h"]
-    # Per reading: each upload's first (the meter comes back online) and the readings where the two fired.
+    later = [f for f in pair.findings if f.detected_at > fell and f.detector != "health_offline"]
+    assert [f.detector for f in later if f.action is FindingAction.RAISE] == ["routine", "backstop:flat_12h"]
+    # The first use after them is a sign of life (presence), emitted by the per-reading path.
+    [back] = [f.at for f in later if f.action is FindingAction.PRESENCE and f.at > fell]
+    assert back >= hours_to_dt(fall_h + 60)
+    # Per reading: the readings where the two fired and the one where water resumed (presence), each
+    # followed by the bulk path's next tries.
     assert pair.readings - pair.fast.batch_readings < 40
 
 

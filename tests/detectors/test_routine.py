@@ -77,16 +77,19 @@ def test_overnight_leak_and_excessive_use() -> None:
     assert excess[0].details["limit_l"] == 2000.0
 
 
-def test_routine_leaves_limits_beyond_5_5_h_to_the_backstop() -> None:
-    # Changed (issue 4): max_gap_h 8 -> 5.5. After this irregular resident's last use at 23:36 on
-    # Tuesday the routine's limit at 11:15 is 8 h; with 8 h allowed it fired at 11:15, 15 minutes before
-    # the backstop, and such long limits were mostly false alarms. Now the backstop alone speaks.
+def test_routine_limits_up_to_the_backstop_speak_now_that_alerts_check_in_first() -> None:
+    # Changed (issue 4): max_gap_h 8 -> 5.5, when such long limits were mostly false alarms that paged a
+    # volunteer. Changed back (issue 15): 5.5 -> 12, since an alert now checks in with the resident
+    # first. After this irregular resident's last use at 23:36 on Tuesday the routine's limit at 11:15 is
+    # 8 h: it fires at 11:15, 15 minutes before the backstop; capped at 5.5 h, the backstop alone spoke.
     uses = Resident("h", "m", PROFILES["irregular"], 3).uses(40)
     fall = 30 * 24.0  # Wednesday 00:00
     found = [f for f in replay([u for u in uses if u[0] < fall], fall + 24) if f.detected_at >= hours_to_dt(fall)]
-    inactivity = [f for f in found if f.kind in (AlertKind.ROUTINE_MISSED, AlertKind.INACTIVITY)]
-    assert [(f.detector, f.detected_at) for f in inactivity] == [("backstop:flat_12h", hours_to_dt(fall + 11.5))]
-    old = DetectorSuiteConfig(routine=RoutineConfig(max_gap_h=8.0))
-    before = replay([u for u in uses if u[0] < fall], fall + 24, old)
-    routine = [f for f in before if f.kind is AlertKind.ROUTINE_MISSED and f.detected_at >= hours_to_dt(fall)]
+    routine = [f for f in found if f.kind is AlertKind.ROUTINE_MISSED]
     assert [(f.detected_at, f.details["limit_h"]) for f in routine] == [(hours_to_dt(fall + 11.25), 8.0)]
+    capped = DetectorSuiteConfig(routine=RoutineConfig(max_gap_h=5.5))
+    before = [
+        f for f in replay([u for u in uses if u[0] < fall], fall + 24, capped) if f.detected_at >= hours_to_dt(fall)
+    ]
+    inactivity = [f for f in before if f.kind in (AlertKind.ROUTINE_MISSED, AlertKind.INACTIVITY)]
+    assert [(f.detector, f.detected_at) for f in inactivity] == [("backstop:flat_12h", hours_to_dt(fall + 11.5))]
