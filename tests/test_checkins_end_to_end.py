@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,8 @@ from api.auth import create_token
 from carewatch.runtime import Pipeline
 from carewatch.settings import Settings
 from carewatch.webhook_receiver import WebhookReceiver
+from detectors import DetectorSuiteConfig
+from detectors.config import SilenceConfig
 from ingest.mqtt_source import BrokerAddress
 from simulator.answers import ResidentAnswers
 from simulator.phone_gateway import FakePhoneGateway
@@ -36,6 +39,8 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 PHONE = "13912345678"
 WAIT_S = 3
+# A meter is silent after its interval (60 s here) plus this slack (minutes in production).
+DETECTORS = replace(DetectorSuiteConfig(), silence=SilenceConfig(slack_factor=0.0, slack_min_s=2.0))
 
 
 class World:
@@ -50,7 +55,12 @@ class World:
         self.seq = 0
 
     def start(self) -> None:
-        self.pipeline = Pipeline(settings=self.settings, mqtt_url=self.mqtt_url, database_url=self.database_url)
+        self.pipeline = Pipeline(
+            settings=self.settings,
+            mqtt_url=self.mqtt_url,
+            database_url=self.database_url,
+            detector_config=DETECTORS,
+        )
         self.pipeline.start()
 
     def stop(self) -> None:
@@ -58,10 +68,10 @@ class World:
             self.pipeline.stop()
             self.pipeline = None
 
-    def quiet_hours(self, hours: float, *, start: datetime | None = None, register: float = 50.0) -> None:
-        """Meter readings every 15 minutes with no water used, ending now."""
-        end = datetime.now(UTC).replace(microsecond=0)
-        first = start or end - timedelta(hours=hours)
+    def quiet_hours(self, hours: float, *, ago: float = 0.0, register: float = 50.0) -> None:
+        """Meter readings every 15 minutes with no water used, ending ``ago`` hours before now."""
+        end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=ago)
+        first = end - timedelta(hours=hours)
         steps = int((end - first).total_seconds() // 900)
         messages = []
         for step in range(steps + 1):
@@ -141,7 +151,13 @@ def _world(
             json={"caregiver_id": world.volunteer, "role": "volunteer"},
         ),
         api.post(
-            "/devices", json={"device_id": world.meter, "device_type": "water_meter", "household_id": world.household}
+            "/devices",
+            json={
+                "device_id": world.meter,
+                "device_type": "water_meter",
+                "household_id": world.household,
+                "expected_interval_s": 60,
+            },
         ),
         api.post(
             "/devices", json={"device_id": world.button, "device_type": "call_button", "household_id": world.household}
@@ -273,3 +289,39 @@ def test_the_check_in_survives_a_restart_mid_wait_without_a_lost_or_double_page(
         [alert] = world.alerts()
         assert alert["status"] in {"open", "notified"}
         assert alert["checkin"]["status"] == "unanswered"
+
+
+def test_water_used_during_the_wait_answers_the_check_in(
+    mqtt_url: str, database_url: str, receiver: WebhookReceiver
+) -> None:
+    with ExitStack() as stack:
+        world = _world(stack, mqtt_url, database_url, receiver, None)
+        world.quiet_hours(13)
+        wait_until(lambda: [a for a in world.alerts() if a["status"] == "checking_in"], timeout=30)
+        # She was in the garden: the next reading shows 6 litres used.
+        world.seq += 1
+        later = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)  # after the last quiet reading
+        reading = payload(ts=later.isoformat(), seq=world.seq, register_l=56.0)
+        publish_raw(mqtt_url, [(f"{world.root}/dev/{world.meter}/telemetry", reading)])
+        [alert] = wait_until(lambda: [a for a in world.alerts() if a["status"] == "resolved"], timeout=30)
+        assert (alert["outcome"], alert["checkin"]["answered_via"], alert["paged_at"]) == ("resident_ok", "water", None)
+        time.sleep(2 * WAIT_S)
+        assert _paged(receiver, world) == []
+
+
+def test_a_silent_meter_after_a_long_quiet_raises_the_urgent_alert_which_checks_in_then_pages(
+    mqtt_url: str, database_url: str, receiver: WebhookReceiver
+) -> None:
+    with ExitStack() as stack:
+        world = _world(stack, mqtt_url, database_url, receiver, None)
+        # Readings from 12 h to 1 h ago without use, sent now (a backlog): the last shows 11 h of quiet
+        # (no backstop yet). Then the meter is silent: a minute later nothing proves use for the whole
+        # window, and the silence itself is the risk.
+        world.quiet_hours(11, ago=1)
+        [alert] = wait_until(world.alerts, timeout=120)
+        assert alert["detector"] == "silence"
+        assert alert["severity"] == "high"
+        assert "cannot confirm" in alert["evidence"]
+        [page] = wait_until(lambda: _paged(receiver, world), timeout=60)
+        assert (page["kind"], page["reason"]) == ("inactivity", "new")
+        assert "no answer" in page["evidence"]
