@@ -20,8 +20,9 @@ from alerting.policy import DEFAULT_POLICY, EscalationPolicy
 from schemas.alerts import NotificationReason
 from schemas.care import WorkingHours
 from schemas.findings import Finding, FindingAction
-from schemas.kinds import DeliveryChannel, Outcome, Severity
+from schemas.kinds import ROBOT_CHANNELS, DeliveryChannel, Outcome, Severity
 from storage import alerts as store
+from storage import notify_groups
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +129,14 @@ def _notify_step(
     policy = config.policy
     while True:
         step = policy.step(severity, level)
-        if step is None:
-            # The policy ran out of people: tell everyone in the care plan rather than no one.
-            recipients = store.contacts(conn, alert.household_id, range(1, 10))
-            break
-        recipients = store.contacts(conn, alert.household_id, step.tiers)
-        if recipients or policy.step(severity, level + 1) is None:
+        # Past the last step the policy ran out of people: tell everyone in the care plan rather than no one.
+        tiers = range(1, 10) if step is None else step.tiers
+        recipients = store.contacts(conn, alert.household_id, tiers)
+        groups = notify_groups.groups_for(conn, alert.household_id, tiers)
+        if step is None or recipients or groups or policy.step(severity, level + 1) is None:
             break
         level += 1
-    if not recipients:
+    if not recipients and not groups:
         log.error("alert %s: household %s has no care-plan contact to notify", alert.alert_id, alert.household_id)
         store.add_timeline(conn, alert.alert_id, now, SYSTEM_ACTOR, "undeliverable", "no care-plan contact")
     sent_to = []
@@ -166,10 +166,16 @@ def _notify_step(
         not_before = policy.not_before(severity, now, contact.timezone, hours)
         for channel in channels:
             key = f"alert-{alert.alert_id}-{reason.value}-{level}-{alert.severity}-{contact.caregiver_id}"
-            _enqueue(conn, alert, contact.caregiver_id, channel, key, reason, level, now, config, not_before)
+            robot = contact.robot_group_id if channel in ROBOT_CHANNELS else None
+            _enqueue(conn, alert, contact.caregiver_id, channel, key, reason, level, now, config, not_before, robot)
         sent_to.append(
             contact.caregiver_id if not_before == now else f"{contact.caregiver_id} (from {not_before:%H:%MZ})"
         )
+    for group in groups:  # care-team group chats (``notify_groups``): no working hours, quiet hours apply
+        not_before = policy.not_before(severity, now, group.timezone, None)
+        key = f"alert-{alert.alert_id}-{reason.value}-{level}-{alert.severity}-group-{group.group_id}"
+        _enqueue(conn, alert, None, group.kind, key, reason, level, now, config, not_before, group.group_id)
+        sent_to.append(f"group {group.group_id}")
     if sent_to:
         store.add_timeline(
             conn,
@@ -189,6 +195,8 @@ def _has_address(contact: store.Contact, channel: str) -> bool:
         return bool(contact.email)
     if channel == DeliveryChannel.SMS.value:
         return bool(contact.phone)
+    if channel in ROBOT_CHANNELS:  # the caregiver's chosen group robot, of that kind
+        return contact.robot_group_id is not None and contact.robot_kind == channel
     return channel == DeliveryChannel.APP.value  # the app topic is named after the caregiver
 
 
@@ -203,7 +211,7 @@ def _channels_of(contact: store.Contact) -> tuple[list[str], list[str]]:
 def _enqueue(
     conn: psycopg.Connection,
     alert: store.AlertRow,
-    caregiver_id: str,
+    caregiver_id: str | None,
     channel: str,
     key: str,
     reason: NotificationReason,
@@ -211,6 +219,7 @@ def _enqueue(
     now: datetime,
     config: AlertingConfig,
     not_before: datetime | None = None,
+    group_id: str | None = None,
 ) -> None:
     # The webhook keeps the foundation's key; other channels get their own so each is counted once.
     if channel != DeliveryChannel.WEBHOOK.value:
@@ -229,6 +238,8 @@ def _enqueue(
         "escalation_level": level,
         "claimed_by": alert.claimed_by,
     }
+    if caregiver_id is None:  # a group chat's own message
+        body["group_id"] = group_id
     start = not_before or now
     store.enqueue_notification(
         conn,
@@ -242,6 +253,7 @@ def _enqueue(
         not_before=start,
         level=level,
         reason=reason.value,
+        group_id=group_id,
     )
 
 
@@ -321,6 +333,10 @@ def claim_alert(
                 now,
                 config,
             )
+    for group_id, kind in notify_groups.notified_groups(conn, alert_id):  # each group chat sees who took it
+        key = f"alert-{alert_id}-claimed-group-{group_id}"
+        reason = NotificationReason.CLAIMED_BY_OTHER
+        _enqueue(conn, claimed, None, kind, key, reason, claimed.escalation_level, now, config, None, group_id)
 
 
 def decline_alert(

@@ -108,6 +108,13 @@ class DeliveryChannel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     APP = "app"
+    # Messaging robots: the caregiver's chosen group chat (``caregivers.robot_group_id``), or a care-team
+    # group (``notify_groups``); see ``alerting.robots``.
+    WECOM = "wecom"
+    DINGTALK = "dingtalk"
+
+
+ROBOT_CHANNELS: frozenset[DeliveryChannel] = frozenset({DeliveryChannel.WECOM, DeliveryChannel.DINGTALK})
 
 
 # Roles that see residents' medical notes unless a care-plan contact says otherwise.
