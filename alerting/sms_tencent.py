@@ -84,7 +84,8 @@ def sign_tc3(
             "POST",
             "/",
             "",
-            f"content-type:{content_type}\nhost:{host}\n",
+            # Header names and values lower-cased and trimmed, as TC3 canonicalises them.
+            f"content-type:{content_type.strip().lower()}\nhost:{host.strip().lower()}\n",
             signed_headers,
             hashlib.sha256(body).hexdigest(),
         ]
