@@ -34,6 +34,7 @@ from api.routes import (
     devices,
     household_settings,
     households,
+    notify_groups,
     readings,
     stream,
 )
@@ -80,6 +81,7 @@ def create_app(
     authenticated = [Depends(get_principal)]
     # stream before alerts: "/alerts/stream" must not be read as "/alerts/{alert_id}".
     alerting_routes = (alert_actions, care_plans, service_level_routes)  # issue 5
+    robot_routes = (notify_groups,)  # issue 18: messaging-robot destinations
     for module in (
         households,
         household_settings,
@@ -90,6 +92,7 @@ def create_app(
         alerts,
         admin,
         *alerting_routes,
+        *robot_routes,
     ):
         app.include_router(module.router, prefix="/api/v1", dependencies=authenticated)
 

@@ -71,6 +71,23 @@ BODY_TESTS: dict[tuple[str, str], str] = {
     ("GET", "/deliveries/dead"): "alerting/test_api.py::test_service_levels_outcomes_and_dead_deliveries",
     ("GET", "/healthz"): "api/test_devices_fleet_readings.py::test_readyz_is_503_when_the_database_is_unreachable",
     ("GET", "/readyz"): "api/test_devices_fleet_readings.py::test_readyz_names_the_failing_runtime_check",
+    # Messaging-robot destinations (issue 18).
+    ("POST", "/notify-groups"): "api/test_notify_groups.py::test_operator_manages_the_groups_of_their_district",
+    ("GET", "/notify-groups"): "api/test_notify_groups.py::test_operator_manages_the_groups_of_their_district",
+    (
+        "GET",
+        "/notify-groups/{group_id}",
+    ): "api/test_notify_groups.py::test_operator_manages_the_groups_of_their_district",
+    ("PATCH", "/notify-groups/{group_id}"): "api/test_notify_groups.py::"
+    "test_operator_manages_the_groups_of_their_district",
+    ("PUT", "/notify-groups/{group_id}/households"): "api/test_notify_groups.py::"
+    "test_operator_manages_the_groups_of_their_district",
+    ("DELETE", "/notify-groups/{group_id}"): "api/test_notify_groups.py::"
+    "test_operator_manages_the_groups_of_their_district",
+    (
+        "PUT",
+        "/caregivers/{caregiver_id}/robot",
+    ): "api/test_notify_groups.py::test_caregiver_chooses_a_robot_within_scope",
 }
 
 
