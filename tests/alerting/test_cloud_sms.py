@@ -21,6 +21,8 @@ from alerting.setup import template_sms_channel
 from alerting.sms_aliyun import AliyunSmsChannel
 from alerting.sms_templates import TemplateConfigError
 from alerting.sms_tencent import TencentSmsChannel
+from carewatch.dispatch_process import channels_from_settings
+from carewatch.settings import Settings
 from tests.alerting.helpers import Clock, Member, finding, open_alert, provision
 from tests.alerting.vendor_fakes import FakeAliyunSms, FakeTencentSms
 
@@ -182,6 +184,30 @@ def test_tencent_answers_classified(tencent: FakeTencentSms) -> None:
     assert tencent.violations == ["AuthFailure.SignatureFailure"]
 
 
+def test_settings_choose_the_vendor_and_its_endpoint(tencent: FakeTencentSms) -> None:
+    settings = Settings(
+        sms_provider="tencent",
+        sms_sign_name=SIGN,
+        sms_templates=TENCENT_TEMPLATES,
+        sms_tencent_secret_id="AKIDtestSecretId",
+        sms_tencent_secret_key=TENCENT_KEY,
+        sms_tencent_sdk_app_id="1400009099",
+        sms_tencent_endpoint=tencent.endpoint,
+        sms_gateway_url="http://127.0.0.1:9/not-used",
+        app_channel=False,
+    )
+    channels = channels_from_settings(settings, "mqtt://127.0.0.1:1883")
+    try:
+        assert isinstance(channels["sms"], TencentSmsChannel)  # the vendor replaces the gateway
+        assert {"wecom", "dingtalk"} <= set(channels)
+        assert channels["sms"].send(delivery(kind="smoke", severity="critical")).ok
+    finally:
+        for channel in channels.values():
+            channel.close()  # type: ignore[attr-defined]
+    assert tencent.sent[0].params[0] == "烟感报警"
+    assert not tencent.violations
+
+
 def test_template_vendors_fail_at_start_up_without_templates() -> None:
     with pytest.raises(TemplateConfigError, match="claimed"):
         template_sms_channel(
@@ -241,6 +267,7 @@ def test_throttled_sms_waits_through_the_dispatcher_and_is_not_dead(database_url
                 (alert_id, waiting_row[0]),
             ).fetchone()
             assert status == ("sent", 2)
+            assert (aliyun.sent[0].template, aliyun.sent[0].params["kind"]) == ("SMS_480001", "紧急呼叫")  # zh-CN
             assert [sent.phone for sent in aliyun.sent] == [
                 {"sms-fam": "13800138001", "sms-vol": "13800138002"}[waiting_row[0]]
             ]
