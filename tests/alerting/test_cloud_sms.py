@@ -24,7 +24,7 @@ from alerting.sms_tencent import TencentSmsChannel
 from carewatch.dispatch_process import channels_from_settings
 from carewatch.settings import Settings
 from tests.alerting.helpers import Clock, Member, finding, open_alert, provision
-from tests.alerting.vendor_fakes import FakeAliyunSms, FakeTencentSms
+from tests.alerting.sms_fakes import FakeAliyunSms, FakeTencentSms
 
 ALIYUN_TEMPLATES = {"alert": "SMS_480001", "notice": "SMS_480002", "claimed": "SMS_480003"}
 TENCENT_TEMPLATES = {"alert": "2100001", "notice": "2100002", "claimed": "2100003"}
