@@ -2,11 +2,14 @@
 
 Channels never raise for delivery problems: they return ``DeliveryResult(ok=False, ...)`` and the
 dispatcher retries with backoff until the notification's deadline. ``permanent=True`` says a retry
-cannot help (no address): the delivery is dead at once.
+cannot help (no address): the delivery is dead at once. ``retry_after_s`` says the destination is
+rate limited: the delivery waits that long, and the wait does not count against its deadline.
 
 Implementations: ``WebhookChannel`` (here; signed, see ``alerting.signing``), ``EmailChannel``
 (``alerting.email``, SMTP), ``SmsChannel`` (``alerting.sms``, an HTTP gateway), ``AppChannel``
-(``alerting.app``, MQTT push to the caregiver app) and ``FakeChannel`` (here; records deliveries and
+(``alerting.app``, MQTT push to the caregiver app), ``WeComChannel`` and ``DingTalkChannel``
+(``alerting.robots``, group robots), the template-SMS vendors (``alerting.sms_aliyun``,
+``alerting.sms_tencent``, named ``sms`` like the gateway) and ``FakeChannel`` (here; records deliveries and
 fails on request, for unit tests). Every channel is called from dispatcher threads, several at once:
 implementations must be thread-safe.
 """
@@ -34,6 +37,12 @@ class Delivery:
     webhook_secret: str | None = None
     email: str = ""
     phone: str = ""
+    # Messaging robots (``alerting.robots``): the group whose robot carries the message, its webhook and
+    # DingTalk signing secret. ``caregiver_id`` is empty when the message is for the group itself.
+    group_id: str | None = None
+    robot_url: str | None = None
+    robot_secret: str | None = None
+    locale: str = "zh-CN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,9 @@ class DeliveryResult:
     detail: str
     # True when retrying cannot help (e.g. no address): the dispatcher marks the delivery dead at once.
     permanent: bool = False
+    # The destination said "too many, wait" (a rate limit): not a failure. The dispatcher re-queues the
+    # delivery after this many seconds and moves its deadline by the same wait (``alerting.dispatcher``).
+    retry_after_s: float | None = None
 
 
 class Channel(Protocol):

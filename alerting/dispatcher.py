@@ -16,6 +16,17 @@ for the ``notifications_queued`` trigger, so a notification queued by any proces
 another dispatcher's escalation) is sent at once instead of at the next poll; in one process the
 detectors and the API may also set it directly.
 
+Rate limits (messaging robots allow 20 messages a minute; SMS vendors throttle per phone number): a
+robot's sends are admitted through a sliding window in the database shared by every dispatcher
+(``storage.notify_groups.admit_robot_send``); a delivery that finds the window full is re-queued for
+when a place frees up, without sending and without counting an attempt. When a destination itself
+answers "too many" (``DeliveryResult.retry_after_s``: WeCom 45009, DingTalk 130101, HTTP 429, an SMS
+vendor's flow control), the attempt is recorded, a robot is paused for every dispatcher
+(``notify_groups.paused_until``) and the delivery is re-queued. Neither is a failure: the deadline
+moves by the wait, so a delivery queued behind a busy robot is never marked dead for having waited;
+only one still waiting ``RobotLimits.max_queue_s`` after it was queued is dead (and shows up for
+operators like any other).
+
 Escalation timers live in ``alerts.next_escalation_at``, so they survive restarts; every poll moves the
 due ones on (``alerting.service.escalate_due``). Time comes from ``clock`` (tests inject one).
 """
@@ -32,12 +43,13 @@ import psycopg
 
 from alerting import checkins
 from alerting.away import raise_away_followups
-from alerting.channels import Channel, Delivery
+from alerting.channels import Channel, Delivery, DeliveryResult
 from alerting.redaction import redacted, summary
+from alerting.robots import RobotLimits
 from alerting.service import SYSTEM_ACTOR, AlertingConfig, escalate_due, escalate_now
 from alerting.visits import raise_overdue_visits
 from storage import alerts as alert_store
-from storage import outbox
+from storage import notify_groups, outbox
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +102,7 @@ class Dispatcher:
         workers: int = 1,
         visit_check_every_s: float | None = 60.0,
         listen: bool = False,
+        robot_limits: RobotLimits | None = None,
     ) -> None:
         self._conninfo = conninfo
         self._channels = channels
@@ -101,6 +114,7 @@ class Dispatcher:
         self._visit_check_every_s = visit_check_every_s
         self._last_visit_check = float("-inf")
         self._listen = listen
+        self._robot_limits = robot_limits or RobotLimits()
         self.wake = Wakeup()
         self._stopping = threading.Event()
         self._conns: dict[int, psycopg.Connection] = {}
@@ -195,26 +209,29 @@ class Dispatcher:
                 return False
             channel = self._channels.get(due.channel)
             attempt = due.attempts + 1
+            if channel is not None and due.group_id is not None:
+                limits = self._robot_limits
+                wait_s = notify_groups.admit_robot_send(
+                    conn, due.group_id, limit=limits.per_window, window_s=limits.window_s + limits.margin_s
+                )
+                if wait_s > 0:  # the robot's window is full: queue behind it, nothing sent, no attempt
+                    self._defer(conn, due, due.attempts, wait_s, "waiting for the robot's rate limit")
+                    return True
+            result: DeliveryResult | None = None
             if channel is None:
                 ok, detail, permanent = False, f"no channel {due.channel!r} configured", True
             else:
-                result = channel.send(
-                    Delivery(
-                        notification_id=due.notification_id,
-                        idempotency_key=due.idempotency_key,
-                        caregiver_id=due.caregiver_id or "",
-                        body={**due.body, "notification_id": due.notification_id},
-                        webhook_url=due.webhook_url,
-                        webhook_secret=due.webhook_secret,
-                        email=due.email,
-                        phone=due.phone,
-                    )
-                )
+                result = channel.send(_delivery(due))
                 # Stored for operators, without the caregiver's addresses; only the summary is logged.
                 detail = redacted(result.detail, due.phone, due.email, due.webhook_url, due.webhook_secret)
                 ok, permanent = result.ok, result.permanent
             now = self._clock()
             outbox.record_attempt(conn, due.notification_id, attempt, now, ok, detail)
+            if result is not None and not ok and not permanent and result.retry_after_s is not None:
+                if due.group_id is not None:
+                    notify_groups.pause_robot(conn, due.group_id, result.retry_after_s)
+                self._defer(conn, due, attempt, result.retry_after_s, detail)
+                return True
             retry_at = now + backoff(
                 attempt,
                 base_s=self._config.retry_base.total_seconds(),
@@ -228,7 +245,7 @@ class Dispatcher:
                     "alert %s: notification %s delivered to %s by %s",
                     due.alert_id,
                     due.notification_id,
-                    due.caregiver_id or "the resident",
+                    due.recipient,
                     due.channel,
                 )
             elif permanent or retry_at > due.deadline:
@@ -246,16 +263,42 @@ class Dispatcher:
             self._on_delivered(due.alert_id)
         return True
 
+    def _defer(
+        self, conn: psycopg.Connection, due: outbox.DueNotification, attempts: int, wait_s: float, why: str
+    ) -> None:
+        """Re-queue after a rate-limit wait; the deadline moves by the wait, within ``max_queue_s``."""
+        now = self._clock()
+        next_at = now + timedelta(seconds=wait_s)
+        queued_at = due.created_at or now
+        deadline = min(due.deadline + timedelta(seconds=wait_s), queued_at + self._max_queue)
+        deadline = max(deadline, due.deadline)
+        if next_at > deadline:
+            self._dead(conn, due, attempts, f"still rate limited after queueing {self._max_queue}: {why}", now)
+            return
+        outbox.defer(conn, due.notification_id, attempts, next_at, deadline, why)
+        log.info(
+            "alert %s: notification %s to %s by %s waits %.1f s (%s)",
+            due.alert_id,
+            due.notification_id,
+            due.recipient,
+            due.channel,
+            wait_s,
+            why,
+        )
+
+    @property
+    def _max_queue(self) -> timedelta:
+        return timedelta(seconds=self._robot_limits.max_queue_s)
+
     def _dead(
         self, conn: psycopg.Connection, due: outbox.DueNotification, attempt: int, detail: str, now: datetime
     ) -> None:
         outbox.mark_dead(conn, due.notification_id, attempt, detail)
-        recipient = due.caregiver_id or "the resident"
         log.error(
             "alert %s: notification %s to %s by %s is dead after %d attempt(s): %s",
             due.alert_id,
             due.notification_id,
-            recipient,
+            due.recipient,
             due.channel,
             attempt,
             summary(detail),
@@ -266,7 +309,7 @@ class Dispatcher:
             now,
             SYSTEM_ACTOR,
             "delivery_dead",
-            f"{due.channel} to {recipient} after {attempt} attempt(s): {detail}",
+            f"{due.channel} to {due.recipient} after {attempt} attempt(s): {detail}",
         )
         if due.checkin_id is not None:
             checkins.delivery_died(conn, due.alert_id, due.checkin_id, now, self._config)
@@ -277,7 +320,7 @@ class Dispatcher:
                 conn,
                 due.alert_id,
                 now,
-                f"delivery to {due.caregiver_id} failed",
+                f"delivery to {due.recipient} failed",
                 self._config,
                 from_level=due.level,
             )
@@ -294,3 +337,20 @@ class Dispatcher:
         conn = self._conns.pop(worker, None)
         if conn is not None:
             conn.close()
+
+
+def _delivery(due: outbox.DueNotification) -> Delivery:
+    return Delivery(
+        notification_id=due.notification_id,
+        idempotency_key=due.idempotency_key,
+        caregiver_id=due.caregiver_id or "",
+        body={**due.body, "notification_id": due.notification_id},
+        webhook_url=due.webhook_url,
+        webhook_secret=due.webhook_secret,
+        email=due.email,
+        phone=due.phone,
+        group_id=due.group_id,
+        robot_url=due.robot_url,
+        robot_secret=due.robot_secret,
+        locale=due.locale,
+    )

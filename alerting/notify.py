@@ -15,8 +15,9 @@ import psycopg
 from alerting.config import SYSTEM_ACTOR, AlertingConfig
 from schemas.alerts import NotificationReason
 from schemas.care import WorkingHours
-from schemas.kinds import DeliveryChannel, Severity
+from schemas.kinds import ROBOT_CHANNELS, DeliveryChannel, Severity
 from storage import alerts as store
+from storage import notify_groups
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +66,51 @@ def notify_step(
     policy = config.policy
     while True:
         step = policy.step(severity, level)
-        if step is None:
-            # The policy ran out of people: tell everyone in the care plan rather than no one.
-            recipients = store.contacts(conn, alert.household_id, range(1, 10))
-            break
-        recipients = store.contacts(conn, alert.household_id, step.tiers)
-        if recipients or policy.step(severity, level + 1) is None:
+        # Past the last step the policy ran out of people: tell everyone in the care plan rather than no one.
+        tiers = range(1, 10) if step is None else step.tiers
+        recipients = store.contacts(conn, alert.household_id, tiers)
+        groups = notify_groups.groups_for(conn, alert.household_id, tiers)
+        if step is None or recipients or groups or policy.step(severity, level + 1) is None:
             break
         level += 1
-    if not recipients:
+    if not recipients and not groups:
         log.error("alert %s: household %s has no care-plan contact to notify", alert.alert_id, alert.household_id)
         store.add_timeline(conn, alert.alert_id, now, SYSTEM_ACTOR, "undeliverable", "no care-plan contact")
-    sent_to = []
+    sent_to = _notify_contacts(conn, alert, recipients, level, reason, now, config, occurrence)
+    for group in groups:  # care-team group chats (``notify_groups``): no working hours, quiet hours apply
+        not_before = policy.not_before(severity, now, group.timezone, None)
+        key = f"alert-{alert.alert_id}-{reason.value}-{level}-{alert.severity}-group-{group.group_id}"
+        if occurrence is not None:
+            key = f"alert-{alert.alert_id}-{reason.value}-{occurrence}-{level}-group-{group.group_id}"
+        enqueue(conn, alert, None, group.kind, key, reason, level, now, config, not_before, group.group_id)
+        sent_to.append(f"group {group.group_id}")
+    if sent_to:
+        store.add_timeline(
+            conn,
+            alert.alert_id,
+            now,
+            SYSTEM_ACTOR,
+            "notify",
+            f"step {level} ({reason.value}): {', '.join(sent_to)}",
+        )
+    if restart_wait or level != alert.escalation_level:
+        store.set_escalation(conn, alert.alert_id, level, policy.next_due(severity, level, now))
+
+
+def _notify_contacts(
+    conn: psycopg.Connection,
+    alert: store.AlertRow,
+    recipients: list[store.Contact],
+    level: int,
+    reason: NotificationReason,
+    now: datetime,
+    config: AlertingConfig,
+    occurrence: int | None,
+) -> list[str]:
+    """One outbox row per usable channel of each contact; who was asked (for the timeline)."""
+    severity = Severity(alert.severity)
+    policy = config.policy
+    sent_to: list[str] = []
     for contact in recipients:
         channels, missing = channels_of(contact)
         for channel in missing:
@@ -105,21 +139,12 @@ def notify_step(
             key = f"alert-{alert.alert_id}-{reason.value}-{level}-{alert.severity}-{contact.caregiver_id}"
             if occurrence is not None:
                 key = f"alert-{alert.alert_id}-{reason.value}-{occurrence}-{level}-{contact.caregiver_id}"
-            enqueue(conn, alert, contact.caregiver_id, channel, key, reason, level, now, config, not_before)
+            robot = contact.robot_group_id if channel in ROBOT_CHANNELS else None
+            enqueue(conn, alert, contact.caregiver_id, channel, key, reason, level, now, config, not_before, robot)
         sent_to.append(
             contact.caregiver_id if not_before == now else f"{contact.caregiver_id} (from {not_before:%H:%MZ})"
         )
-    if sent_to:
-        store.add_timeline(
-            conn,
-            alert.alert_id,
-            now,
-            SYSTEM_ACTOR,
-            "notify",
-            f"step {level} ({reason.value}): {', '.join(sent_to)}",
-        )
-    if restart_wait or level != alert.escalation_level:
-        store.set_escalation(conn, alert.alert_id, level, policy.next_due(severity, level, now))
+    return sent_to
 
 
 def has_address(contact: store.Contact, channel: str) -> bool:
@@ -129,6 +154,8 @@ def has_address(contact: store.Contact, channel: str) -> bool:
         return bool(contact.email)
     if channel == DeliveryChannel.SMS.value:
         return bool(contact.phone)
+    if channel in ROBOT_CHANNELS:  # the caregiver's chosen group robot, of that kind
+        return contact.robot_group_id is not None and contact.robot_kind == channel
     return channel == DeliveryChannel.APP.value  # the app topic is named after the caregiver
 
 
@@ -143,7 +170,7 @@ def channels_of(contact: store.Contact) -> tuple[list[str], list[str]]:
 def enqueue(
     conn: psycopg.Connection,
     alert: store.AlertRow,
-    caregiver_id: str,
+    caregiver_id: str | None,
     channel: str,
     key: str,
     reason: NotificationReason,
@@ -151,7 +178,10 @@ def enqueue(
     now: datetime,
     config: AlertingConfig,
     not_before: datetime | None = None,
+    group_id: str | None = None,
 ) -> None:
+    """One outbox row: to a caregiver (through their own robot group if ``group_id``), or with no
+    caregiver to a care-team group chat's robot (``group_id``)."""
     # The webhook keeps the foundation's key; other channels get their own so each is counted once.
     if channel != DeliveryChannel.WEBHOOK.value:
         key = f"{key}-{channel}"
@@ -169,6 +199,8 @@ def enqueue(
         "escalation_level": level,
         "claimed_by": alert.claimed_by,
     }
+    if caregiver_id is None:  # a group chat's own message
+        body["group_id"] = group_id
     start = not_before or now
     store.enqueue_notification(
         conn,
@@ -182,4 +214,5 @@ def enqueue(
         not_before=start,
         level=level,
         reason=reason.value,
+        group_id=group_id,
     )

@@ -23,6 +23,7 @@ from schemas.findings import Finding, FindingAction
 from schemas.kinds import Outcome, Severity
 from storage import alerts as store
 from storage import checkins as checkin_store
+from storage import notify_groups
 
 __all__ = [
     "SYSTEM_ACTOR",
@@ -221,6 +222,10 @@ def claim_alert(
                 now,
                 config,
             )
+    for group_id, kind in notify_groups.notified_groups(conn, alert_id):  # each group chat sees who took it
+        key = f"alert-{alert_id}-claimed-group-{group_id}"
+        reason = NotificationReason.CLAIMED_BY_OTHER
+        enqueue(conn, claimed, None, kind, key, reason, claimed.escalation_level, now, config, None, group_id)
 
 
 def decline_alert(

@@ -19,8 +19,11 @@ from alerting.email import EmailChannel
 from alerting.policy import policy_from_config
 from alerting.render import DEFAULT_SMS_TEMPLATE
 from alerting.resident_phone import ResidentPhoneChannel
+from alerting.robots import DingTalkChannel, WeComChannel
 from alerting.service import AlertingConfig
 from alerting.sms import SmsChannel
+from alerting.sms_aliyun import ALIYUN_PARAM_MAX_CHARS, AliyunSmsChannel
+from alerting.sms_tencent import TENCENT_PARAM_MAX_CHARS, TencentSmsChannel
 
 
 def alerting_config(
@@ -62,8 +65,22 @@ def build_channels(
     checkin_gateway_token: str | None = None,
     checkin_secret: str | None = None,
     checkin_callback_base_url: str | None = None,
+    template_sms: Channel | None = None,
+    public_url: str | None = None,
+    wecom_throttled_pause_s: float = 60.0,
+    dingtalk_throttled_pause_s: float = 600.0,
 ) -> dict[str, Channel]:
-    channels: dict[str, Channel] = {"webhook": WebhookChannel(timeout_s=delivery_timeout_s)}
+    """Every configured channel. ``template_sms`` (``template_sms_channel``) replaces the SMS gateway.
+    The robots are always there: their destinations are data (``notify_groups``), not configuration."""
+    channels: dict[str, Channel] = {
+        "webhook": WebhookChannel(timeout_s=delivery_timeout_s),
+        "wecom": WeComChannel(
+            timeout_s=delivery_timeout_s, link_base=public_url, rate_limited_pause_s=wecom_throttled_pause_s
+        ),
+        "dingtalk": DingTalkChannel(
+            timeout_s=delivery_timeout_s, link_base=public_url, rate_limited_pause_s=dingtalk_throttled_pause_s
+        ),
+    }
     if smtp_host:
         channels["email"] = EmailChannel(
             host=smtp_host,
@@ -74,7 +91,9 @@ def build_channels(
             starttls=smtp_starttls,
             timeout_s=delivery_timeout_s,
         )
-    if sms_gateway_url:
+    if template_sms is not None:
+        channels["sms"] = template_sms
+    elif sms_gateway_url:
         channels["sms"] = SmsChannel(
             gateway_url=sms_gateway_url,
             template=sms_template or DEFAULT_SMS_TEMPLATE,
@@ -97,6 +116,59 @@ def build_channels(
                 timeout_s=delivery_timeout_s,
             )
     return channels
+
+
+def template_sms_channel(
+    provider: str,
+    *,
+    delivery_timeout_s: float,
+    sign_name: str | None,
+    templates: Mapping[str, str],
+    max_chars: int | None = None,
+    aliyun_access_key_id: str | None = None,
+    aliyun_access_key_secret: str | None = None,
+    aliyun_endpoint: str = "https://dysmsapi.aliyuncs.com",
+    tencent_secret_id: str | None = None,
+    tencent_secret_key: str | None = None,
+    tencent_sdk_app_id: str | None = None,
+    tencent_region: str = "ap-guangzhou",
+    tencent_endpoint: str = "https://sms.tencentcloudapi.com",
+) -> Channel | None:
+    """The template-SMS channel of ``provider`` ("aliyun", "tencent"; "gateway": None). Raises
+    ``ValueError`` naming what is missing: a misconfigured SMS vendor fails at start-up."""
+    if provider == "gateway":
+        return None
+    if not sign_name:
+        raise ValueError(f"sms_provider {provider!r} needs sms_sign_name (the approved 短信签名)")
+    if provider == "aliyun":
+        if not aliyun_access_key_id or not aliyun_access_key_secret:
+            raise ValueError("sms_provider 'aliyun' needs sms_aliyun_access_key_id and sms_aliyun_access_key_secret")
+        return AliyunSmsChannel(
+            access_key_id=aliyun_access_key_id,
+            access_key_secret=aliyun_access_key_secret,
+            sign_name=sign_name,
+            templates=templates,
+            endpoint=aliyun_endpoint,
+            timeout_s=delivery_timeout_s,
+            max_chars=max_chars or ALIYUN_PARAM_MAX_CHARS,
+        )
+    if provider == "tencent":
+        if not tencent_secret_id or not tencent_secret_key or not tencent_sdk_app_id:
+            raise ValueError(
+                "sms_provider 'tencent' needs sms_tencent_secret_id, sms_tencent_secret_key and sms_tencent_sdk_app_id"
+            )
+        return TencentSmsChannel(
+            secret_id=tencent_secret_id,
+            secret_key=tencent_secret_key,
+            sdk_app_id=tencent_sdk_app_id,
+            sign_name=sign_name,
+            templates=templates,
+            region=tencent_region,
+            endpoint=tencent_endpoint,
+            timeout_s=delivery_timeout_s,
+            max_chars=max_chars or TENCENT_PARAM_MAX_CHARS,
+        )
+    raise ValueError(f"unknown sms_provider {provider!r} (gateway, aliyun or tencent)")
 
 
 def _utcnow() -> datetime:

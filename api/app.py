@@ -38,6 +38,7 @@ from api.routes import (
     devices,
     household_settings,
     households,
+    notify_groups,
     personal_data,
     readings,
     reports,
@@ -97,6 +98,7 @@ def create_app(
     authenticated = [Depends(get_principal)]
     # stream before alerts: "/alerts/stream" must not be read as "/alerts/{alert_id}".
     alerting_routes = (alert_actions, care_plans, service_level_routes)  # issue 5
+    robot_routes = (notify_groups,)  # issue 18: messaging-robot destinations
     for module in (
         households,
         household_settings,
@@ -111,6 +113,7 @@ def create_app(
         personal_data,  # PIPL: export and erasure
         *alerting_routes,
         reports,  # the district's monthly report (issue 18)
+        *robot_routes,
     ):
         app.include_router(module.router, prefix="/api/v1", dependencies=authenticated)
     # Authenticated by the phone gateway's signature, not a bearer token (api.routes.checkins).

@@ -25,6 +25,7 @@ from multiprocessing.process import BaseProcess
 from alerting import setup as alerting_setup
 from alerting.channels import Channel
 from alerting.dispatcher import Dispatcher
+from alerting.robots import RobotLimits
 from alerting.service import AlertingConfig
 from carewatch.child import start_child
 from carewatch.settings import Settings
@@ -64,6 +65,32 @@ def channels_from_settings(settings: Settings, mqtt_url: str) -> dict[str, Chann
         checkin_gateway_token=settings.checkin_gateway_token,
         checkin_secret=settings.checkin_secret,
         checkin_callback_base_url=checkin_callback_base(settings),
+        template_sms=alerting_setup.template_sms_channel(
+            settings.sms_provider,
+            delivery_timeout_s=settings.delivery_timeout_s,
+            sign_name=settings.sms_sign_name,
+            templates=settings.sms_templates,
+            max_chars=settings.sms_param_max_chars,
+            aliyun_access_key_id=settings.sms_aliyun_access_key_id,
+            aliyun_access_key_secret=settings.sms_aliyun_access_key_secret,
+            aliyun_endpoint=settings.sms_aliyun_endpoint,
+            tencent_secret_id=settings.sms_tencent_secret_id,
+            tencent_secret_key=settings.sms_tencent_secret_key,
+            tencent_sdk_app_id=settings.sms_tencent_sdk_app_id,
+            tencent_region=settings.sms_tencent_region,
+            tencent_endpoint=settings.sms_tencent_endpoint,
+        ),
+        public_url=settings.public_url,
+        wecom_throttled_pause_s=settings.wecom_throttled_pause_s,
+        dingtalk_throttled_pause_s=settings.dingtalk_throttled_pause_s,
+    )
+
+
+def robot_limits_from_settings(settings: Settings) -> RobotLimits:
+    return RobotLimits(
+        per_window=settings.robot_rate_limit,
+        window_s=settings.robot_rate_window_s,
+        max_queue_s=settings.robot_queue_max_s,
     )
 
 
@@ -81,6 +108,7 @@ def build_dispatcher(settings: Settings, database_url: str, channels: dict[str, 
         poll_s=settings.dispatch_poll_s,
         workers=settings.dispatch_workers,
         listen=True,
+        robot_limits=robot_limits_from_settings(settings),
     )
 
 

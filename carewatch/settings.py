@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -123,6 +123,31 @@ class Settings(BaseSettings):
     # HTTPS for the API (uvicorn): certificate chain and key; both or neither.
     api_tls_cert_file: str | None = None
     api_tls_key_file: str | None = None
+    # Template SMS through a Chinese cloud vendor instead of the gateway (docs/alerting.md, "Template SMS").
+    # Secrets come from the environment (CAREWATCH_SMS_ALIYUN_ACCESS_KEY_SECRET, ...), never the repo.
+    sms_provider: Literal["gateway", "aliyun", "tencent"] = "gateway"
+    sms_sign_name: str | None = None
+    # Template code per family: {alert = "SMS_...", notice = "SMS_...", claimed = "SMS_..."}; "alert.en" etc.
+    # name English templates. Tencent template ids go here too.
+    sms_templates: dict[str, str] = Field(default_factory=dict)
+    # Characters per template variable; None: the vendor's documented limit (Aliyun 35, Tencent 12).
+    sms_param_max_chars: int | None = Field(default=None, ge=4, le=500)
+    sms_aliyun_access_key_id: str | None = None
+    sms_aliyun_access_key_secret: str | None = None
+    sms_aliyun_endpoint: str = "https://dysmsapi.aliyuncs.com"
+    sms_tencent_secret_id: str | None = None
+    sms_tencent_secret_key: str | None = None
+    sms_tencent_sdk_app_id: str | None = None
+    sms_tencent_region: str = "ap-guangzhou"
+    sms_tencent_endpoint: str = "https://sms.tencentcloudapi.com"
+    # Messaging robots (WeCom / DingTalk group robots; the groups themselves are data: /api/v1/notify-groups).
+    # The web page's public address, for the link in robot messages (e.g. "https://carewatch.example.gov.cn").
+    public_url: str | None = None
+    robot_rate_limit: int = Field(default=20, ge=1)  # messages per window per robot (both vendors: 20/min)
+    robot_rate_window_s: float = Field(default=60.0, gt=0)
+    robot_queue_max_s: float = Field(default=3600.0, gt=0)  # longest wait behind a robot's rate limit
+    wecom_throttled_pause_s: float = Field(default=60.0, ge=0)  # after errcode 45009
+    dingtalk_throttled_pause_s: float = Field(default=600.0, ge=0)  # after 130101: DingTalk blocks 10 min
 
     # Python's GIL switch interval for the pipeline process (see carewatch.runtime.Pipeline.start).
     gil_switch_interval_ms: float = Field(default=1.0, gt=0, le=100)

@@ -188,7 +188,9 @@ class NotificationPublic(BaseModel):
     alert_id: int
     household_id: str
     severity: Severity
-    caregiver_id: str
+    # None for a message to a group chat (``group_id``); both set for a caregiver reached through a robot.
+    caregiver_id: str | None
+    group_id: str | None = None
     channel: str
     reason: str
     level: int | None

@@ -45,7 +45,7 @@ class CarePlanContactDetail(_Body):
     # Escalation tier; None: the role's default (family/volunteer 1, committee/social worker 2, supervisor 3).
     tier: int | None = Field(default=None, ge=1, le=9)
     # None: the webhook if the caregiver has one (the foundation's behaviour).
-    channels: list[DeliveryChannel] | None = Field(default=None, max_length=4)
+    channels: list[DeliveryChannel] | None = Field(default=None, max_length=6)
     working_hours: WorkingHours | None = None
     keyholder: bool = False
     access_notes: str = Field(default="", max_length=1000)

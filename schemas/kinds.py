@@ -112,10 +112,17 @@ class DeliveryChannel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     APP = "app"
+    # Messaging robots: the caregiver's chosen group chat (``caregivers.robot_group_id``), or a care-team
+    # group (``notify_groups``); see ``alerting.robots``.
+    WECOM = "wecom"
+    DINGTALK = "dingtalk"
     # Check-ins to the resident: a downlink command to the call button, a call or SMS to their phone.
     BUTTON = "button"
     VOICE = "voice"
     RESIDENT_SMS = "resident_sms"
+
+
+ROBOT_CHANNELS: frozenset[DeliveryChannel] = frozenset({DeliveryChannel.WECOM, DeliveryChannel.DINGTALK})
 
 
 class CheckinAnswer(StrEnum):

@@ -128,14 +128,18 @@ class Contact:
     channels: tuple[str, ...] | None = None
     working_hours: dict[str, Any] | None = None
     timezone: str = "Asia/Shanghai"
+    # The caregiver's own robot (``caregivers.robot_group_id``) and its kind ('wecom' or 'dingtalk').
+    robot_group_id: str | None = None
+    robot_kind: str | None = None
 
 
 def contacts(conn: psycopg.Connection, household_id: str, tiers: Iterable[int]) -> list[Contact]:
     """The care-plan contacts of ``tiers``, in tier then plan order."""
     rows = conn.execute(
         "SELECT c.caregiver_id, p.role, p.tier, c.webhook_url, c.email, c.phone, p.channels, p.working_hours,"
-        " h.timezone FROM care_plan_contacts p JOIN caregivers c USING (caregiver_id)"
-        " JOIN households h USING (household_id) WHERE p.household_id = %s AND p.tier = ANY(%s)"
+        " h.timezone, g.group_id, g.kind FROM care_plan_contacts p JOIN caregivers c USING (caregiver_id)"
+        " JOIN households h USING (household_id) LEFT JOIN notify_groups g ON g.group_id = c.robot_group_id"
+        " WHERE p.household_id = %s AND p.tier = ANY(%s)"
         " ORDER BY p.tier, p.position, c.caregiver_id",
         (household_id, list(tiers)),
     ).fetchall()
@@ -150,6 +154,8 @@ def contacts(conn: psycopg.Connection, household_id: str, tiers: Iterable[int]) 
             channels=tuple(row[6]) if row[6] is not None else None,
             working_hours=row[7],
             timezone=row[8],
+            robot_group_id=row[9],
+            robot_kind=row[10],
         )
         for row in rows
     ]
@@ -167,10 +173,11 @@ def notified_caregivers(conn: psycopg.Connection, alert_id: int, level: int | No
 
 
 def notified_channels(conn: psycopg.Connection, alert_id: int) -> list[tuple[str, str]]:
-    """(caregiver, channel) pairs that were asked to act on the alert: where to send a claim notice."""
+    """(caregiver, channel) pairs that were asked to act on the alert: where to send a claim notice.
+    Robot deliveries are left out: their groups get one claim notice each (``storage.notify_groups``)."""
     rows = conn.execute(
         "SELECT DISTINCT caregiver_id, channel FROM notifications WHERE alert_id = %s"
-        " AND reason <> 'claimed_by_other' AND caregiver_id IS NOT NULL ORDER BY 1, 2",
+        " AND reason <> 'claimed_by_other' AND caregiver_id IS NOT NULL AND group_id IS NULL ORDER BY 1, 2",
         (alert_id,),
     ).fetchall()
     return [(row[0], row[1]) for row in rows]
@@ -209,13 +216,16 @@ def enqueue_notification(
     level: int | None = None,
     reason: str = "new",
     checkin_id: str | None = None,
+    group_id: str | None = None,
 ) -> int | None:
     """Add an outbox row, due at ``not_before`` (default ``now``); None if that key was already enqueued.
 
-    A row goes to a caregiver, or (``checkin_id``, no caregiver) to the resident being checked on."""
+    A row goes to a caregiver (``group_id``: through their group robot), to a care-team group chat
+    (``group_id``, no caregiver), or to the resident being checked on (``checkin_id`` alone)."""
     row = conn.execute(
         "INSERT INTO notifications (alert_id, caregiver_id, checkin_id, channel, idempotency_key, body, created_at,"
-        " next_attempt_at, deadline, level, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " next_attempt_at, deadline, level, reason, group_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (idempotency_key) DO NOTHING RETURNING notification_id",
         (
             alert_id,
@@ -229,6 +239,7 @@ def enqueue_notification(
             deadline,
             level,
             reason,
+            group_id,
         ),
     ).fetchone()
     return row[0] if row else None

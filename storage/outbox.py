@@ -33,6 +33,21 @@ class DueNotification:
     level: int | None
     reason: str
     checkin_id: str | None = None
+    # Messaging robots (migration 0014): the group whose robot carries it (``caregiver_id`` is empty for
+    # a message to the group itself), the robot's webhook, DingTalk secret and the group's locale.
+    group_id: str | None = None
+    robot_url: str | None = None
+    robot_secret: str | None = None
+    locale: str = "zh-CN"
+    created_at: datetime | None = None
+
+    @property
+    def recipient(self) -> str:
+        """Who it is for, in log lines and the timeline: the caregiver, else the group, else the resident
+        being checked on."""
+        if self.caregiver_id:
+            return self.caregiver_id
+        return f"group {self.group_id}" if self.group_id else "the resident"
 
 
 def listen_queued(conn: psycopg.Connection) -> None:
@@ -53,8 +68,10 @@ def lock_next_due(conn: psycopg.Connection, now: datetime) -> DueNotification | 
     row = conn.execute(
         "SELECT n.notification_id, n.alert_id, n.caregiver_id, n.channel, n.idempotency_key, n.body,"
         " n.attempts, n.deadline, a.severity, c.webhook_url, c.webhook_secret, coalesce(c.email, ''),"
-        " coalesce(c.phone, ''), n.level, n.reason, n.checkin_id"
+        " coalesce(c.phone, ''), n.level, n.reason, n.checkin_id, n.group_id, g.webhook_url, g.secret,"
+        " coalesce(g.locale, 'zh-CN'), n.created_at"
         " FROM notifications n JOIN alerts a USING (alert_id) LEFT JOIN caregivers c USING (caregiver_id)"
+        " LEFT JOIN notify_groups g ON g.group_id = n.group_id"
         " WHERE n.status = 'pending' AND n.next_attempt_at <= %s"
         " ORDER BY n.next_attempt_at LIMIT 1 FOR UPDATE OF n SKIP LOCKED",
         (now,),
@@ -86,6 +103,17 @@ def mark_retry(conn: psycopg.Connection, notification_id: int, attempt: int, nex
     )
 
 
+def defer(
+    conn: psycopg.Connection, notification_id: int, attempts: int, next_at: datetime, deadline: datetime, why: str
+) -> None:
+    """Re-queue a rate-limited delivery at ``next_at`` with its deadline moved (waiting is not failing)."""
+    conn.execute(
+        "UPDATE notifications SET attempts = %s, next_attempt_at = %s, deadline = %s, last_error = %s"
+        " WHERE notification_id = %s",
+        (attempts, next_at, deadline, why[:500], notification_id),
+    )
+
+
 def mark_dead(conn: psycopg.Connection, notification_id: int, attempt: int, error: str) -> None:
     conn.execute(
         "UPDATE notifications SET status = 'dead', attempts = %s, last_error = %s WHERE notification_id = %s",
@@ -109,8 +137,9 @@ def pending_count(conn: psycopg.Connection) -> int:
 
 
 _NOTIFICATION_COLUMNS = (
-    "n.notification_id, n.alert_id, a.household_id, a.severity, n.caregiver_id, n.channel, n.reason, n.level,"
-    " n.idempotency_key, n.status, n.attempts, n.created_at, n.next_attempt_at, n.deadline, n.sent_at, n.last_error"
+    "n.notification_id, n.alert_id, a.household_id, a.severity, n.caregiver_id, n.group_id, n.channel, n.reason,"
+    " n.level, n.idempotency_key, n.status, n.attempts, n.created_at, n.next_attempt_at, n.deadline, n.sent_at,"
+    " n.last_error"
 )
 
 

@@ -66,7 +66,8 @@ def service_levels(
     else:
         query = (
             f"SELECT n.caregiver_id AS grp, {FIGURES} FROM ({_TIMED}) t"
-            " JOIN (SELECT DISTINCT alert_id, caregiver_id FROM notifications WHERE reason <> 'claimed_by_other') n"
+            " JOIN (SELECT DISTINCT alert_id, caregiver_id FROM notifications WHERE reason <> 'claimed_by_other'"
+            " AND caregiver_id IS NOT NULL) n"
             " USING (alert_id) GROUP BY n.caregiver_id ORDER BY n.caregiver_id"
         )
     with conn.cursor(row_factory=dict_row) as cur:

@@ -88,6 +88,23 @@ BODY_TESTS: dict[tuple[str, str], str] = {
     "test_export_holds_every_personal_field_and_is_audited",
     ("POST", "/households/{household_id}/erasure"): "api/test_personal_data.py::"
     "test_erasure_leaves_no_personal_data_and_keeps_the_statistics",
+    # Messaging-robot destinations (issue 18).
+    ("POST", "/notify-groups"): "api/test_notify_groups.py::test_operator_manages_the_groups_of_their_district",
+    ("GET", "/notify-groups"): "api/test_notify_groups.py::test_operator_manages_the_groups_of_their_district",
+    (
+        "GET",
+        "/notify-groups/{group_id}",
+    ): "api/test_notify_groups.py::test_operator_manages_the_groups_of_their_district",
+    ("PATCH", "/notify-groups/{group_id}"): "api/test_notify_groups.py::"
+    "test_operator_manages_the_groups_of_their_district",
+    ("PUT", "/notify-groups/{group_id}/households"): "api/test_notify_groups.py::"
+    "test_operator_manages_the_groups_of_their_district",
+    ("DELETE", "/notify-groups/{group_id}"): "api/test_notify_groups.py::"
+    "test_operator_manages_the_groups_of_their_district",
+    (
+        "PUT",
+        "/caregivers/{caregiver_id}/robot",
+    ): "api/test_notify_groups.py::test_caregiver_chooses_a_robot_within_scope",
 }
 
 
