@@ -16,6 +16,8 @@ import psycopg
 
 from alerting.config import AlertingConfig
 from alerting.service import apply_findings
+from schemas import evidence as ev
+from schemas.evidence import Evidence
 from schemas.findings import Finding
 from schemas.kinds import DEFAULT_SEVERITY, AlertKind
 from storage import household_settings
@@ -27,7 +29,7 @@ FOLLOWUP_EVERY = timedelta(hours=24)
 def raise_away_followups(conn: psycopg.Connection, now: datetime, config: AlertingConfig) -> int:
     """Open a follow-up check-in for every announced absence a day old (or a day since the last one)."""
     findings = []
-    for household_id, start, last in household_settings.until_use_absences(conn, now):
+    for household_id, start, last, zone in household_settings.until_use_absences(conn, now):
         if now - (last or start) < FOLLOWUP_EVERY:
             continue
         household_settings.mark_followed_up(conn, household_id, start, now)
@@ -39,7 +41,7 @@ def raise_away_followups(conn: psycopg.Connection, now: datetime, config: Alerti
                 device_id=None,
                 at=start,
                 detected_at=now,
-                evidence=f"said away at a check-in on {start:%Y-%m-%d %H:%MZ}, no water used since: daily check-in",
+                evidence=Evidence(message=ev.AwayFollowup(since=start), tz=zone, as_of=now),
                 detector=DETECTOR,
                 details={"away_since": start.isoformat()},
             )

@@ -38,7 +38,9 @@ from alerting.checkin_policy import CheckinPolicy
 from alerting.config import SYSTEM_ACTOR, AlertingConfig
 from alerting.notify import notify_step
 from alerting.render import checkin_text
+from schemas import evidence as ev
 from schemas.alerts import NotificationReason
+from schemas.evidence import Evidence
 from schemas.findings import Finding, PresenceSignal
 from schemas.kinds import AlertKind, CheckinAnswer, CheckinStatus, DeliveryChannel, Outcome
 from storage import alerts as store
@@ -68,6 +70,7 @@ _CHANNEL_TEXT = {
 }
 
 
+_RESIDENT_CHANNELS = frozenset(channel.value for channel in ev.ResidentChannel)
 # The "away" answer: no inactivity alert until the next water use, for at most this long.
 AWAY_AT_MOST = timedelta(hours=72)
 
@@ -109,7 +112,7 @@ def expire(conn: psycopg.Connection, alert: store.AlertRow, now: datetime, confi
     """The current attempt's wait ran out with no answer: the next attempt, or the page."""
     checkin = checkin_store.lock_checkin_of_alert(conn, alert.alert_id)
     if checkin is None or checkin.status != CheckinStatus.WAITING:
-        _page(conn, alert, now, config, "no check-in in progress")  # never leave an alert unpaged
+        _page(conn, alert, now, config, ev.CheckinUnanswered(attempts=[]))  # never leave an alert unpaged
         return
     history = [*checkin.history, _attempt_record(checkin, "no answer")]
     if checkin.attempt < checkin.attempts:
@@ -123,7 +126,7 @@ def expire(conn: psycopg.Connection, alert: store.AlertRow, now: datetime, confi
     checkin_store.finish(
         conn, checkin.checkin_id, status=CheckinStatus.UNANSWERED, answer=None, via=None, at=None, history=history
     )
-    _page(conn, alert, now, config, f"{summary(history)}; no answer")
+    _page(conn, alert, now, config, ev.CheckinUnanswered(attempts=attempts(history)))
 
 
 def answer(
@@ -146,10 +149,8 @@ def answer(
         raise KeyError(checkin_id)
     if checkin.status != CheckinStatus.WAITING or alert.status != "checking_in":
         if alert.status != "resolved":
-            store.add_timeline(
-                conn, alert.alert_id, now, RESIDENT, "note",
-                f"resident answered {given.value} by {_via_text(via)} at {at:%H:%MZ}, after the check-in ended",
-            )  # fmt: skip
+            late = ev.CheckinAnswered(answer=ev.CheckinAnswerText(given.value), via=ev.AnswerVia(via), at=at)
+            store.add_timeline(conn, alert.alert_id, now, RESIDENT, "note", _evidence(conn, alert, now, late))
         return "late"
     return _close(conn, alert, checkin, given, via, at, now, config)
 
@@ -176,7 +177,7 @@ def on_presence(conn: psycopg.Connection, finding: Finding, now: datetime, confi
             via = DeliveryChannel.BUTTON.value if named == checkin.checkin_id else signal.value
             _close(conn, alert, checkin, CheckinAnswer.OK, via, finding.at, now, config)
         else:
-            store.add_timeline(conn, alert.alert_id, now, RESIDENT, "note", f"sign of life: {finding.evidence}")
+            store.add_timeline(conn, alert.alert_id, now, RESIDENT, "note", finding.evidence)
         changed.append(alert.alert_id)
     if signal is PresenceSignal.WATER:
         _end_away_on_use(conn, finding.household_id, finding.at)
@@ -211,20 +212,18 @@ def delivery_died(
     checkin_store.finish(
         conn, checkin_id, status=CheckinStatus.UNANSWERED, answer=None, via=None, at=None, history=history
     )
-    _page(conn, alert, now, config, f"{summary(history)}; the resident could not be reached")
+    _page(conn, alert, now, config, ev.CheckinUnreachable(attempts=attempts(history)))
 
 
-def summary(history: list[dict[str, Any]]) -> str:
-    """ "checked in at 08:25 by call button and phone call, again at 08:35" (times UTC; the renderer
-    shows them in the household's zone)."""
-    if not history:
-        return "checked in"
-    parts = []
-    for i, record in enumerate(history):
-        at = datetime.fromisoformat(record["at"])
-        by = " and ".join(_CHANNEL_TEXT.get(channel, channel) for channel in record["channels"])
-        parts.append(f"checked in at {at:%H:%MZ} by {by}" if i == 0 else f"again at {at:%H:%MZ}")
-    return ", ".join(parts)
+def attempts(history: list[dict[str, Any]]) -> list[ev.CheckinAttempt]:
+    """The check-in's attempts as evidence ("at 08:25 by call button and phone call, at 08:35 by ...")."""
+    return [
+        ev.CheckinAttempt(
+            at=datetime.fromisoformat(record["at"]),
+            channels=[ev.ResidentChannel(channel) for channel in record["channels"] if channel in _RESIDENT_CHANNELS],
+        )
+        for record in history
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -245,7 +244,7 @@ def _close(
     )
     said = f"resident answered {given.value} by {_via_text(via)} at {at:%H:%MZ}"
     if given is CheckinAnswer.HELP:
-        _page(conn, alert, now, config, f"{summary(history)}; {said}: asked for help")
+        _page(conn, alert, now, config, ev.CheckinHelp(attempts=attempts(history), at=at, via=ev.AnswerVia(via)))
         return "paged"
     outcome = Outcome.RESIDENT_OK if given is CheckinAnswer.OK else Outcome.AWAY
     _resolve(conn, alert.alert_id, outcome, said, now)
@@ -273,12 +272,21 @@ def _resolve(conn: psycopg.Connection, alert_id: int, outcome: Outcome, note: st
     store.add_timeline(conn, alert_id, now, RESIDENT, "resolved", f"{outcome.value}: {note}")
 
 
-def _page(conn: psycopg.Connection, alert: store.AlertRow, now: datetime, config: AlertingConfig, why: str) -> None:
+def _page(
+    conn: psycopg.Connection,
+    alert: store.AlertRow,
+    now: datetime,
+    config: AlertingConfig,
+    outcome: ev.CheckinUnanswered | ev.CheckinHelp | ev.CheckinUnreachable,
+) -> None:
     """The check-in is over without an "I am fine": page the care plan's first step now."""
     store.set_status(conn, alert.alert_id, "open")
-    store.set_evidence(conn, alert.alert_id, f"{alert.evidence}; {why}")
-    store.merge_details(conn, alert.alert_id, {"checkin": why})
-    store.add_timeline(conn, alert.alert_id, now, SYSTEM_ACTOR, "checkin_ended", why)
+    seen = _finding_message(alert)
+    store.set_evidence(
+        conn, alert.alert_id, _evidence(conn, alert, now, ev.CheckinPaged(finding=seen, outcome=outcome))
+    )
+    store.merge_details(conn, alert.alert_id, {"checkin": outcome.kind})
+    store.add_timeline(conn, alert.alert_id, now, SYSTEM_ACTOR, "checkin_ended", _evidence(conn, alert, now, outcome))
     store.mark_paged(conn, alert.alert_id, now)
     paged = store.lock_alert(conn, alert.alert_id)
     assert paged is not None  # noqa: S101 - locked above in this transaction
@@ -345,6 +353,25 @@ def _send_attempt(
         f"attempt {attempt} of {checkin.attempts} by {' and '.join(sent) or 'nothing reachable'};"
         f" waiting until {expires:%H:%MZ}",
     )  # fmt: skip
+
+
+def _finding_message(alert: store.AlertRow) -> Any:
+    """What the detector saw (the alert's evidence as data; its English text for older alerts)."""
+    if alert.evidence_data:
+        try:
+            return Evidence.model_validate(alert.evidence_data).message
+        except ValueError:
+            log.error("alert %s: stored evidence does not validate; keeping its text", alert.alert_id)
+    return ev.PlainText(text=alert.evidence)
+
+
+def _evidence(conn: psycopg.Connection, alert: store.AlertRow, now: datetime, message: Any) -> Evidence:
+    """``message`` as this household's evidence (its zone, relative to ``now``)."""
+    zone = alert.evidence_data.get("tz") if alert.evidence_data else None
+    if not zone:
+        row = conn.execute("SELECT timezone FROM households WHERE household_id = %s", (alert.household_id,)).fetchone()
+        zone = str(row[0]) if row else "Asia/Shanghai"
+    return Evidence(message=message, tz=zone, as_of=now)
 
 
 def _attempt_record(checkin: checkin_store.CheckinRow, result: str) -> dict[str, Any]:

@@ -45,9 +45,11 @@ from alerting import checkins
 from alerting.away import raise_away_followups
 from alerting.channels import Channel, Delivery, DeliveryResult
 from alerting.redaction import redacted, summary
+from alerting.render import localized
 from alerting.robots import RobotLimits
 from alerting.service import SYSTEM_ACTOR, AlertingConfig, escalate_due, escalate_now
 from alerting.visits import raise_overdue_visits
+from i18n import recipient_language
 from storage import alerts as alert_store
 from storage import notify_groups, outbox
 
@@ -344,7 +346,10 @@ def _delivery(due: outbox.DueNotification) -> Delivery:
         notification_id=due.notification_id,
         idempotency_key=due.idempotency_key,
         caregiver_id=due.caregiver_id or "",
-        body={**due.body, "notification_id": due.notification_id},
+        # In the recipient's language (their setting, else their household's zone's).
+        body=localized(
+            {**due.body, "notification_id": due.notification_id}, recipient_language(due.locale, due.timezone)
+        ),
         webhook_url=due.webhook_url,
         webhook_secret=due.webhook_secret,
         email=due.email,
@@ -352,5 +357,5 @@ def _delivery(due: outbox.DueNotification) -> Delivery:
         group_id=due.group_id,
         robot_url=due.robot_url,
         robot_secret=due.robot_secret,
-        locale=due.locale,
+        locale=recipient_language(due.locale, due.timezone).value,
     )

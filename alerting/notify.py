@@ -193,6 +193,8 @@ def enqueue(
         "kind": alert.kind,
         "severity": alert.severity,
         "evidence": alert.evidence,
+        # The structure, so each channel renders the evidence in its recipient's language.
+        "evidence_data": alert.evidence_data,
         "started_at": alert.started_at.isoformat(),
         "opened_at": alert.opened_at.isoformat(),
         "caregiver_id": caregiver_id,

@@ -1,86 +1,174 @@
-"""Rendering a notification body for people: e-mail subject and text, SMS text from a template.
+"""Rendering a notification body for people: e-mail subject and text, SMS text from a template, in the
+recipient's language.
 
-The body is the same JSON a webhook receives (``schemas.alerts.AlertNotification``). Templates use
-``string.Template`` (``$name``), not ``str.format``: a configured template can only name fields, never
-reach attributes of the values. Medical notes never appear here: e-mail and SMS are not private enough.
+The body is the same JSON a webhook receives (``schemas.alerts.AlertNotification``). The dispatcher
+hands every channel the body :func:`localized` for its recipient: ``locale`` says the language and
+``evidence`` is rendered from ``evidence_data`` in it (``i18n``). Fixed wording here is English
+marked ``N_`` for the gettext catalogue (``i18n/locales``), so a channel's own texts (a robot's title,
+an SMS template's parameters) are one catalogue entry each: add the English with ``N_`` and its Chinese
+in the catalogue (docs/i18n.md), never a per-language dict.
+
+Templates use ``string.Template`` (``$name``), not ``str.format``: a configured template can only name
+fields, never reach attributes of the values. The default SMS template is itself a catalogue entry; a
+configured one is used as written. Medical notes never appear here: e-mail and SMS are not private
+enough.
 """
 
 from __future__ import annotations
 
+import logging
 from string import Template
 from typing import Any
 
-DEFAULT_SMS_TEMPLATE = "carewatch $SEVERITY $kind_text, household $household_id: $evidence (alert $alert_id)$claimed"
+from pydantic import ValidationError
 
+from i18n import N_, NC_, Language, Messages, messages, render_evidence
+from schemas.evidence import Evidence
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SMS_TEMPLATE = N_(
+    "carewatch $SEVERITY $kind_text, household $household_id: $evidence (alert $alert_id)$claimed"
+)
+
+# In the context "alert kind": "smoke alarm" is also a device (the evidence's), and Chinese tells them apart.
 _KIND_TEXT = {
-    "sos": "emergency call",
-    "smoke": "smoke alarm",
-    "inactivity": "no water use",
-    "routine_missed": "missed routine",
-    "continuous_flow": "continuous water flow",
-    "excessive_use": "excessive water use",
-    "device_offline": "device offline",
-    "service_request": "service request",
-    "maintenance": "device maintenance",
-    "visit_overdue": "home visit overdue",
+    "sos": NC_("alert kind", "emergency call"),
+    "smoke": NC_("alert kind", "smoke alarm"),
+    "inactivity": NC_("alert kind", "no water use"),
+    "routine_missed": NC_("alert kind", "missed routine"),
+    "continuous_flow": NC_("alert kind", "continuous water flow"),
+    "excessive_use": NC_("alert kind", "excessive water use"),
+    "device_offline": NC_("alert kind", "device offline"),
+    "service_request": NC_("alert kind", "service request"),
+    "maintenance": NC_("alert kind", "device maintenance"),
+    "visit_overdue": NC_("alert kind", "home visit overdue"),
+}
+
+_SEVERITY_TEXT = {
+    "critical": N_("critical"),
+    "high": N_("high"),
+    "normal": N_("normal"),
+    "low": N_("low"),
+}
+
+_REASON_TEXT = {
+    "new": N_("new"),
+    "escalated": N_("escalated"),
+    "severity_raised": N_("severity raised"),
+    "claimed_by_other": N_("claimed by someone else"),
 }
 
 
+def language_of(body: dict[str, Any]) -> Language:
+    """The recipient's language of a (localized) body; English for bodies without one."""
+    try:
+        return Language(body.get("locale") or Language.EN)
+    except ValueError:
+        return Language.EN
+
+
+def localized(body: dict[str, Any], language: Language) -> dict[str, Any]:
+    """``body`` for a recipient who reads ``language``: ``locale`` set, ``evidence`` rendered in it from
+    ``evidence_data`` (alerts from before evidence was data keep their English text)."""
+    out = {**body, "locale": language.value}
+    data = body.get("evidence_data")
+    if data:
+        try:
+            out["evidence"] = render_evidence(Evidence.model_validate(data), language)
+        except ValidationError:
+            log.error("alert %s: stored evidence does not validate; sending its English text", body.get("alert_id"))
+    return out
+
+
+def _text(table: dict[str, str], key: str, say: Messages) -> str:
+    found = table.get(key)
+    return say.gettext(found) if found is not None else key
+
+
+def kind_text(kind: str, say: Messages) -> str:
+    """An alert kind as people name it ("emergency call", "一键呼叫"); an unknown kind as its id."""
+    found = _KIND_TEXT.get(kind)
+    return say.pgettext(*found) if found is not None else kind
+
+
 def fields(body: dict[str, Any]) -> dict[str, str]:
-    """Template fields: every body field as text, plus ``SEVERITY``, ``kind_text`` and ``claimed``."""
+    """Template fields: every body field as text, plus ``SEVERITY``, ``kind_text`` and ``claimed`` in the
+    body's language."""
+    say = messages(language_of(body))
     values = {key: "" if value is None else str(value) for key, value in body.items()}
-    values["SEVERITY"] = values.get("severity", "").upper()
-    values["kind_text"] = _KIND_TEXT.get(values.get("kind", ""), values.get("kind", ""))
+    values["SEVERITY"] = _text(_SEVERITY_TEXT, values.get("severity", ""), say).upper()
+    values["kind_text"] = kind_text(values.get("kind", ""), say)
     claimed_by = body.get("claimed_by")
-    values["claimed"] = f" - claimed by {claimed_by}" if body.get("reason") == "claimed_by_other" else ""
+    values["claimed"] = (
+        say(N_(" - claimed by {caregiver}"), caregiver=claimed_by) if body.get("reason") == "claimed_by_other" else ""
+    )
     if claimed_by and not values["claimed"]:
-        values["claimed"] = f" - owner {claimed_by}"
+        values["claimed"] = say(N_(" - owner {caregiver}"), caregiver=claimed_by)
     return values
 
 
 def sms_text(template: str, body: dict[str, Any], *, limit: int = 480) -> str:
-    """The SMS text (unknown ``$names`` stay as written), cut to ``limit`` characters."""
+    """The SMS text (unknown ``$names`` stay as written), cut to ``limit`` characters. The default
+    template is said in the body's language; a configured one is used as written."""
+    if template == DEFAULT_SMS_TEMPLATE:
+        template = messages(language_of(body)).gettext(template)
     text = Template(template).safe_substitute(fields(body))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def email_subject(body: dict[str, Any]) -> str:
+    say = messages(language_of(body))
     values = fields(body)
-    prefix = "Claimed: " if body.get("reason") == "claimed_by_other" else ""
-    return f"{prefix}[carewatch {values['SEVERITY']}] {values['kind_text']} - household {values['household_id']}"
+    subject = say(
+        N_("[carewatch {severity}] {kind} - household {household_id}"),
+        severity=values["SEVERITY"],
+        kind=values["kind_text"],
+        household_id=values.get("household_id", ""),
+    )
+    return say(N_("Claimed: {subject}"), subject=subject) if body.get("reason") == "claimed_by_other" else subject
 
 
 def email_text(body: dict[str, Any]) -> str:
+    say = messages(language_of(body))
     values = fields(body)
     lines = [
-        f"{values['kind_text'].capitalize()} at household {values['household_id']} ({values['severity']}).",
+        say(
+            N_("{kind} at household {household_id} ({severity})."),
+            kind=values["kind_text"][:1].upper() + values["kind_text"][1:],
+            household_id=values.get("household_id", ""),
+            severity=_text(_SEVERITY_TEXT, values.get("severity", ""), say),
+        ),
         "",
         values.get("evidence", ""),
         "",
-        f"Alert {values['alert_id']}, opened {values.get('opened_at', '')}, reason {values.get('reason', '')}.",
+        say(
+            N_("Alert {alert_id}, opened {opened_at}, reason {reason}."),
+            alert_id=values.get("alert_id", ""),
+            opened_at=values.get("opened_at", ""),
+            reason=_text(_REASON_TEXT, values.get("reason", ""), say),
+        ),
     ]
     if body.get("reason") == "claimed_by_other":
-        lines.append(f"{values['claimed_by']} has claimed this alert; no action is needed from you.")
+        lines.append(
+            say(N_("{caregiver} has claimed this alert; no action is needed from you."), caregiver=values["claimed_by"])
+        )
     else:
-        lines.append("Claim it in the carewatch app or the API so the others know it is taken.")
+        lines.append(say(N_("Claim it in the carewatch app or the API so the others know it is taken.")))
     return "\n".join(lines) + "\n"
 
 
 # What the resident hears or reads at a check-in (a voice call reads it out; keys 1/2/3 answer it, an SMS
-# is answered with the digit). Their own language: residents.locale, zh-CN unless set otherwise.
+# is answered with the digit), in their own language: residents.locale (zh-CN unless set otherwise).
 _CHECKIN_TEXT = {
-    "zh-CN": {
-        "voice": "您好，这里是社区平安守护。我们有一段时间没有看到您家用水了。"
-        "平安请按1，需要帮助请按2，外出不在家请按3。",
-        "resident_sms": "【社区平安守护】您好，我们有一段时间没有看到您家用水了。"
-        "平安请回复1，需要帮助请回复2，外出不在家请回复3。",
-    },
-    "en": {
-        "voice": "Hello, this is your community safety watch. We have not seen water used at your home for a while. "
-        "Press 1 if you are fine, 2 if you need help, 3 if you are away from home.",
-        "resident_sms": "Community safety watch: we have not seen water used at your home for a while. "
-        "Reply 1 if you are fine, 2 if you need help, 3 if you are away from home.",
-    },
+    "voice": N_(
+        "Hello, this is your community safety watch. We have not seen water used at your home for a while. "
+        "Press 1 if you are fine, 2 if you need help, 3 if you are away from home."
+    ),
+    "resident_sms": N_(
+        "Community safety watch: we have not seen water used at your home for a while. "
+        "Reply 1 if you are fine, 2 if you need help, 3 if you are away from home."
+    ),
 }
 # The digit the resident presses or replies, and what it means (the gateway passes it back).
 CHECKIN_KEYS = {"1": "ok", "2": "help", "3": "away"}
@@ -88,8 +176,8 @@ CHECKIN_KEYS = {"1": "ok", "2": "help", "3": "away"}
 
 def checkin_text(locale: str, channel: str) -> str:
     """The check-in message for ``channel`` (voice or resident_sms) in the resident's language."""
-    texts = _CHECKIN_TEXT.get(locale) or _CHECKIN_TEXT["zh-CN" if locale.startswith("zh") else "en"]
-    return texts.get(channel, texts["resident_sms"])
+    language = Language.EN if locale.lower().startswith("en") else Language.ZH_CN
+    return messages(language).gettext(_CHECKIN_TEXT.get(channel, _CHECKIN_TEXT["resident_sms"]))
 
 
 # ---- Messaging robots and template SMS (issue 18) ---------------------------------------------------
@@ -125,22 +213,6 @@ _ROBOT_WORDS: dict[str, dict[str, str]] = {
     },
 }
 
-_KIND_WORDS: dict[str, dict[str, str]] = {
-    "zh-CN": {
-        "sos": "紧急呼叫",
-        "smoke": "烟感报警",
-        "inactivity": "长时间未用水",
-        "routine_missed": "日常用水未出现",
-        "continuous_flow": "持续流水",
-        "excessive_use": "用水量异常",
-        "device_offline": "设备离线",
-        "service_request": "服务请求",
-        "maintenance": "设备维护",
-        "visit_overdue": "上门探访逾期",
-    },
-    "en": _KIND_TEXT,
-}
-
 _SEVERITY_WORDS: dict[str, dict[str, str]] = {
     "zh-CN": {"critical": "紧急", "high": "重要", "normal": "一般", "low": "提示"},
     "en": {"critical": "CRITICAL", "high": "HIGH", "normal": "NORMAL", "low": "LOW"},
@@ -154,7 +226,8 @@ def _lang(locale: str) -> str:
 
 
 def kind_words(kind: str, *, locale: str = "zh-CN") -> str:
-    return _KIND_WORDS[_lang(locale)].get(kind, kind)
+    """The alert kind in the catalogue's words (the same as e-mail and SMS use)."""
+    return kind_text(kind, messages(Language(_lang(locale))))
 
 
 def truncate_utf8(text: str, max_bytes: int) -> str:

@@ -18,6 +18,7 @@ import psycopg
 from alerting import checkins
 from alerting.config import SYSTEM_ACTOR, AlertingConfig
 from alerting.notify import enqueue, notify_again, notify_step
+from i18n import N_
 from schemas.alerts import NotificationReason
 from schemas.findings import Finding, FindingAction
 from schemas.kinds import Outcome, Severity
@@ -43,10 +44,17 @@ log = logging.getLogger(__name__)
 
 
 class AlertError(Exception):
-    """Base of the lifecycle errors; ``alert_id`` says which alert."""
+    """Base of the lifecycle errors; ``alert_id`` says which alert. ``message`` is a catalogue template
+    (``{alert_id}`` and the keyword ``params``): the API says it in the client's language."""
 
-    def __init__(self, alert_id: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, alert_id: int, message: str, **params: object) -> None:
+        self.template = message
+        self.params: dict[str, object] = {"alert_id": alert_id, **params}
+        try:
+            text = message.format_map(self.params)
+        except (KeyError, ValueError, IndexError):
+            text = message
+        super().__init__(text)
         self.alert_id = alert_id
 
 
@@ -194,13 +202,15 @@ def claim_alert(
     """The first caregiver to claim owns the alert; the others who were notified are told."""
     alert = store.lock_alert(conn, alert_id)
     if alert is None:
-        raise AlertNotFoundError(alert_id, f"alert {alert_id} does not exist")
+        raise AlertNotFoundError(alert_id, N_("alert {alert_id} does not exist"))
     if alert.status == "resolved":
-        raise AlertConflictError(alert_id, f"alert {alert_id} is already resolved")
+        raise AlertConflictError(alert_id, N_("alert {alert_id} is already resolved"))
     if alert.status == "claimed":
         if alert.claimed_by == caregiver_id:
             return
-        raise AlertConflictError(alert_id, f"alert {alert_id} is already claimed by {alert.claimed_by}")
+        raise AlertConflictError(
+            alert_id, N_("alert {alert_id} is already claimed by {caregiver_id}"), caregiver_id=alert.claimed_by
+        )
     if alert.status == "checking_in":
         checkins.cancel(conn, alert_id, f"claimed by {caregiver_id}", now)
         store.mark_paged(conn, alert_id, now)
@@ -235,9 +245,9 @@ def decline_alert(
     next step is notified at once instead of waiting out the timer. Returns True if that happened."""
     alert = store.lock_alert(conn, alert_id)
     if alert is None:
-        raise AlertNotFoundError(alert_id, f"alert {alert_id} does not exist")
+        raise AlertNotFoundError(alert_id, N_("alert {alert_id} does not exist"))
     if alert.status not in {"open", "notified"}:
-        raise AlertConflictError(alert_id, f"alert {alert_id} is {alert.status}; nothing to decline")
+        raise AlertConflictError(alert_id, N_("alert {alert_id} is {status}; nothing to decline"), status=alert.status)
     level = alert.escalation_level
     if not store.add_decline(conn, alert_id, caregiver_id, level, now, note):
         return False
@@ -254,9 +264,9 @@ def resolve_alert(
 ) -> None:
     alert = store.lock_alert(conn, alert_id)
     if alert is None:
-        raise AlertNotFoundError(alert_id, f"alert {alert_id} does not exist")
+        raise AlertNotFoundError(alert_id, N_("alert {alert_id} does not exist"))
     if alert.status == "resolved":
-        raise AlertConflictError(alert_id, f"alert {alert_id} is already resolved")
+        raise AlertConflictError(alert_id, N_("alert {alert_id} is already resolved"))
     if alert.status == "checking_in":
         checkins.cancel(conn, alert_id, f"resolved by {actor}", now)
     store.resolve(conn, alert_id, actor, outcome.value, note, now)

@@ -15,6 +15,7 @@ from datetime import datetime
 import psycopg
 
 from alerting.service import AlertingConfig, apply_findings, resolve_alert
+from schemas.evidence import Evidence, LastVisit, NoVisitYet, VisitOverdue
 from schemas.findings import Finding
 from schemas.kinds import DEFAULT_SEVERITY, AlertKind, Outcome
 from storage import alerts as alert_store
@@ -27,11 +28,12 @@ def raise_overdue_visits(conn: psycopg.Connection, now: datetime, config: Alerti
     """Open a reminder task for every household whose visit is overdue; return how many were opened."""
     findings = []
     for due in store.overdue(conn, now):
-        since = (
-            f"last home visit {due.last_visit_at:%Y-%m-%d} by {due.last_visitor}"
+        last = (
+            LastVisit(at=due.last_visit_at, by=due.last_visitor or "")
             if due.last_visit_at is not None
-            else "no home visit logged since registration"
+            else NoVisitYet()
         )
+        message = VisitOverdue(last=last, interval_days=due.interval_days, due_at=due.due_at)
         findings.append(
             Finding(
                 kind=AlertKind.VISIT_OVERDUE,
@@ -40,7 +42,7 @@ def raise_overdue_visits(conn: psycopg.Connection, now: datetime, config: Alerti
                 device_id=None,
                 at=due.due_at,
                 detected_at=now,
-                evidence=f"{since}; a visit is due every {due.interval_days} days (due {due.due_at:%Y-%m-%d})",
+                evidence=Evidence(message=message, tz=due.timezone, as_of=now),
                 detector=DETECTOR,
                 details={"interval_days": due.interval_days},
             )

@@ -39,6 +39,7 @@ from api.routes import (
     household_settings,
     households,
     notify_groups,
+    page_language,
     personal_data,
     readings,
     reports,
@@ -176,6 +177,7 @@ def _route_template(request: Request) -> str:
 
 
 def _install_page(app: FastAPI) -> None:
+    app.include_router(page_language.router)  # the page's translations, before the static mount
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

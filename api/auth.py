@@ -39,6 +39,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.deps import Context
 from api.problems import ProblemError
 from api.ratelimit import Limiter, client_address
+from i18n import N_
 from schemas.api import ApiRole
 from storage import auth as store
 from storage import care_plans
@@ -120,7 +121,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization
 
 
 def _unauthorized(detail: str) -> ProblemError:
-    return ProblemError(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+    return ProblemError(401, N_("Unauthorized"), detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 def get_principal(
@@ -130,14 +131,14 @@ def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthorized("a bearer token is required")
+        raise _unauthorized(N_("a bearer token is required"))
     client = client_address(request)
     limiter.check_client(client)  # 429 for an address that has presented too many wrong tokens
     with context.pool.connection() as conn:
         principal = authenticate(conn, credentials.credentials, context.clock())
     if principal is None:
         limiter.auth_failed(client)
-        raise _unauthorized("the token is unknown, expired or revoked")
+        raise _unauthorized(N_("the token is unknown, expired or revoked"))
     return principal
 
 
@@ -147,7 +148,7 @@ def require(*roles: ApiRole) -> Callable[[Principal], Principal]:
 
     def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in allowed:
-            raise ProblemError(403, "Forbidden", f"role {principal.role.value} may not do this")
+            raise ProblemError(403, N_("Forbidden"), N_("role {role} may not do this"), role=principal.role.value)
         return principal
 
     return check

@@ -39,6 +39,7 @@ from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry, Counter
 
 from api.problems import ProblemError
+from i18n import N_
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,11 @@ class ApiLimiter:
         """429 when ``client`` has used up its failed authentications."""
         wait = self._failures.wait_s(client, self._clock())
         if wait > 0:
-            self._refuse("auth_failures_per_client", wait, "too many failed authentications from this address")
+            self._refuse(
+                "auth_failures_per_client",
+                wait,
+                N_("too many failed authentications from this address; try again in {retry_after} s"),
+            )
 
     def auth_failed(self, client: str) -> None:
         self._auth_failures.inc()
@@ -145,13 +150,18 @@ class ApiLimiter:
         """Count one token minted by ``subject``; 429 when it has minted too many."""
         wait = self._mints.take(subject, self._clock())
         if wait > 0:
-            self._refuse("token_mints_per_subject", wait, "too many tokens minted by this subject")
+            self._refuse(
+                "token_mints_per_subject",
+                wait,
+                N_("too many tokens minted by this subject; try again in {retry_after} s"),
+            )
 
-    def _refuse(self, limit: str, wait_s: float, detail: str) -> None:
+    def _refuse(self, limit: str, wait_s: float, why: str) -> None:
+        """429 with ``why`` (a catalogue message) and when to try again."""
         self._refused.labels(limit).inc()
         retry_after = max(1, math.ceil(wait_s))
         headers = {"Retry-After": str(retry_after)}
-        raise ProblemError(429, "Too many requests", f"{detail}; try again in {retry_after} s", headers=headers)
+        raise ProblemError(429, N_("Too many requests"), why, headers=headers, retry_after=retry_after)
 
 
 def client_address(request: Request) -> str:

@@ -25,14 +25,48 @@ from alerting.checkin_policy import CheckinConfig
 from alerting.checkins import ANSWERS
 from alerting.config import AlertingConfig
 from carewatch.detector_runner import household_view_settings
-from detectors.backtest import CheckinModel, CheckinTally, replay
+from detectors.backtest import BacktestResult, CheckinModel, CheckinTally, replay
 from detectors.config import DetectorSuiteConfig, HouseholdSettings
+from i18n import N_, Messages, cli_language, messages
 from storage import history
 
 
 def _out(text: str) -> None:
     # This module is the CLI's output: a table for an operator, not a log line.
     sys.stdout.write(text + "\n")
+
+
+def _cell(text: str, width: int) -> str:
+    """``text`` padded to ``width`` display columns (a Chinese character takes two)."""
+    shown = sum(2 if ord(char) > 0x2E80 else 1 for char in text)
+    return text + " " * max(width - shown, 0)
+
+
+def table(result: BacktestResult, say: Messages) -> str:
+    """A plain-text table: one row per household and detector, then totals per detector."""
+
+    def row(household: str, detector: str, kind: str, alerts: str) -> str:
+        return " ".join((_cell(household, 20), _cell(detector, 24), _cell(kind, 16), alerts.rjust(6))).rstrip()
+
+    head_detector = say.gettext(N_("detector"))
+    alerts = say.gettext(N_("alerts"))
+    lines = [row(say.gettext(N_("household")), head_detector, say.gettext(N_("kind")), alerts)]
+    for (household, detector, kind), n in sorted(result.counts.items()):
+        lines.append(row(household, detector, kind, str(n)))
+    lines.append("")
+    lines.append(row(say.gettext(N_("total")), head_detector, "", alerts))
+    for detector, n in sorted(result.per_detector().items()):
+        lines.append(row("", detector, "", str(n)))
+    lines.append(
+        say(
+            N_("{records} records, {households} households, {alerts} alerts; {quiet} households without any"),
+            records=result.records,
+            households=len(result.households),
+            alerts=sum(result.counts.values()),
+            quiet=len(result.quiet_households()),
+        )
+    )
+    return "\n".join(lines)
 
 
 def _when(text: str) -> datetime:
@@ -87,9 +121,10 @@ def config_from_args(args: argparse.Namespace) -> DetectorSuiteConfig:
 
 def run_backtest_command(args: argparse.Namespace, conninfo: str) -> int:
     """Load history, replay it, print the table. Returns the process exit code."""
+    say = messages(cli_language())
     end = args.end or datetime.now(tz=UTC)  # the CLI, not the detectors, may read the clock
     if end <= args.start:
-        _out("backtest: --to must be after --from")
+        _out(say(N_("backtest: --to must be after --from")))
         return 2
     load_from = args.start - timedelta(days=args.warmup_days)
     with psycopg.connect(conninfo) as conn:
@@ -103,11 +138,24 @@ def run_backtest_command(args: argparse.Namespace, conninfo: str) -> int:
         try:
             settings[household_id] = household_view_settings(data, timezone, AlertingConfig())
         except (ValueError, KeyError) as exc:
-            _out(f"backtest: household {household_id}: ignoring invalid settings ({exc}); using defaults")
+            _out(
+                say(
+                    N_("backtest: household {household_id}: ignoring invalid settings ({error}); using defaults"),
+                    household_id=household_id,
+                    error=exc,
+                )
+            )
             settings[household_id] = HouseholdSettings(timezone=timezone)
     result = replay(records, devices, settings, config_from_args(args), count_from=args.start)
-    _out(f"backtest {args.start.isoformat()} .. {end.isoformat()} (warm-up from {load_from.isoformat()})")
-    _out(result.table())
+    _out(
+        say(
+            N_("backtest {start} .. {end} (warm-up from {warmup})"),
+            start=args.start.isoformat(),
+            end=end.isoformat(),
+            warmup=load_from.isoformat(),
+        )
+    )
+    _out(table(result, say))
     _out("")
     _out(checkin_table(result.checkins(checkin_model(), count_from=args.start)))
     return 0

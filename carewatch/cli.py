@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from carewatch.secret_files import SecretFileError
 from carewatch.settings import Settings, load_settings
+from i18n import N_, cli_language, messages
 
 log = logging.getLogger("carewatch")
 
@@ -35,7 +36,13 @@ def _configure_logging(settings: Settings) -> None:
 
 def _require(value: str | None, name: str) -> str:
     if not value:
-        raise SystemExit(f"carewatch: {name} is not set (the demo starts embedded services; other commands need it)")
+        say = messages(cli_language())
+        raise SystemExit(
+            say(
+                N_("carewatch: {name} is not set (the demo starts embedded services; other commands need it)"),
+                name=name,
+            )
+        )
     return value
 
 
@@ -43,7 +50,7 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from storage import migrate
 
     mode = migrate(_require(settings.database_url, "CAREWATCH_DATABASE_URL"), create_database=True)
-    print(f"migrated; storage mode: {mode.value}")
+    print(messages(cli_language())(N_("migrated; storage mode: {mode}"), mode=mode.value))
     return 0
 
 

@@ -41,6 +41,7 @@ from carewatch.provision import CareTeam, provision_fleet, resident_phone
 from carewatch.runtime import Pipeline
 from carewatch.settings import Settings
 from carewatch.webhook_receiver import ReceivedDelivery, WebhookReceiver
+from i18n import N_, Messages, cli_language, messages
 from simulator.answers import ResidentAnswers
 from simulator.demo import demo_fleet, demo_scenarios
 from simulator.fleet import Fleet
@@ -68,7 +69,16 @@ def run_demo(settings: Settings, *, duration_s: float | None, homes: int, speed:
         mqtt_url = settings.mqtt_url or stack.enter_context(embedded.start_broker(workdir / "broker")).url
         database_url = settings.database_url or stack.enter_context(embedded.start_postgres(workdir / "pg")).url
         mode = migrate(database_url)
-        print(f"demo: broker {mqtt_url}, database {_redact(database_url)} ({mode.value})", flush=True)
+        say = messages(cli_language())
+        print(
+            say(
+                N_("demo: broker {broker}, database {database} ({mode})"),
+                broker=mqtt_url,
+                database=_redact(database_url),
+                mode=mode.value,
+            ),
+            flush=True,
+        )
 
         receiver = stack.enter_context(_receiver())
         live_start = datetime.now(UTC).replace(microsecond=0)
@@ -91,11 +101,15 @@ def run_demo(settings: Settings, *, duration_s: float | None, homes: int, speed:
         print(f"api: {pipeline.api_url}", flush=True)
         print(f"token: {token}", flush=True)
         print(
-            f"web: {pipeline.api_url}/ (paste the token to log in); openapi: {pipeline.api_url}/openapi.json",
+            say(N_("web: {url}/ (paste the token to log in); openapi: {url}/openapi.json"), url=pipeline.api_url),
             flush=True,
         )
         print(
-            f"demo: {homes} homes; incidents: inactivity (backfilled), sos at ~10 s, smoke alarm at ~20 s", flush=True
+            say(
+                N_("demo: {homes} homes; incidents: inactivity (backfilled), sos at ~10 s, smoke alarm at ~20 s"),
+                homes=homes,
+            ),
+            flush=True,
         )
         responder = CheckinResponder(
             target=MqttTarget.from_url(mqtt_url.split("?", maxsplit=1)[0]),
@@ -119,12 +133,12 @@ def run_demo(settings: Settings, *, duration_s: float | None, homes: int, speed:
         )
         publisher.start()
         try:
-            _watch(receiver, stop, duration_s)
+            _watch(receiver, stop, duration_s, say)
         finally:
             stop.set()
             publisher.join(timeout=10)
             pipeline.stop()
-        return _summary(database_url, receiver)
+        return _summary(database_url, receiver, say)
 
 
 @contextlib.contextmanager
@@ -188,7 +202,7 @@ def _publish(
             publisher.close()
 
 
-def _watch(receiver: WebhookReceiver, stop: threading.Event, duration_s: float | None) -> None:
+def _watch(receiver: WebhookReceiver, stop: threading.Event, duration_s: float | None, say: Messages) -> None:
     interrupted = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: interrupted.set())
@@ -198,19 +212,26 @@ def _watch(receiver: WebhookReceiver, stop: threading.Event, duration_s: float |
         interrupted.wait(0.5)
         deliveries = list(receiver.deliveries)
         for delivery in deliveries[shown:]:
-            print(_describe(delivery), flush=True)
+            print(_describe(delivery, say), flush=True)
         shown = len(deliveries)
 
 
-def _describe(delivery: ReceivedDelivery) -> str:
+def _describe(delivery: ReceivedDelivery, say: Messages) -> str:
+    """One delivery as the demo shows it (the evidence is in the caregiver's language already)."""
     body = delivery.body
-    return (
-        f"delivered: alert {body['alert_id']} {body['severity']} {body['kind']} household {body['household_id']}"
-        f" → {body['caregiver_id']} ({body['reason']}): {body['evidence']}"
+    return say(
+        N_(
+            "delivered: alert {alert_id} {severity} {kind} household {household_id} → {caregiver_id} ({reason}): "
+            "{evidence}"
+        ),
+        **{
+            key: body.get(key, "")
+            for key in ("alert_id", "severity", "kind", "household_id", "caregiver_id", "reason", "evidence")
+        },
     )
 
 
-def _summary(database_url: str, receiver: WebhookReceiver) -> int:
+def _summary(database_url: str, receiver: WebhookReceiver, say: Messages) -> int:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
             "SELECT kind, count(*), count(first_notified_at) FROM alerts GROUP BY kind ORDER BY kind"
@@ -230,7 +251,10 @@ def _summary(database_url: str, receiver: WebhookReceiver) -> int:
         f" notifications received={len(receiver.deliveries)}"
     )
     for kind, count, notified in rows:
-        print(f"demo: {kind}: {count} alert(s), {notified} delivered")
+        print(
+            say(N_("demo: {kind}: {count} alert(s), {notified} delivered"), kind=kind, count=count, notified=notified)
+        )
+    # The summary line scripts read: the same in every language.
     print(f"demo: alerts={alerts} delivered={delivered}", flush=True)
     return 0
 

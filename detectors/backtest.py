@@ -87,21 +87,9 @@ class BacktestResult:
             out[detector] += n
         return out
 
-    def table(self) -> str:
-        """A plain-text table: one row per household and detector, then totals per detector."""
-        lines = [f"{'household':<20} {'detector':<24} {'kind':<16} {'alerts':>6}"]
-        for (household, detector, kind), n in sorted(self.counts.items()):
-            lines.append(f"{household:<20} {detector:<24} {kind:<16} {n:>6}")
-        lines.append("")
-        lines.append(f"{'total':<20} {'detector':<24} {'':<16} {'alerts':>6}")
-        for detector, n in sorted(self.per_detector().items()):
-            lines.append(f"{'':<20} {detector:<24} {'':<16} {n:>6}")
-        quiet = sorted(self.households - {h for h, _, _ in self.counts})
-        lines.append(
-            f"{self.records} records, {len(self.households)} households, "
-            f"{sum(self.counts.values())} alerts; {len(quiet)} households without any"
-        )
-        return "\n".join(lines)
+    def quiet_households(self) -> list[str]:
+        """Households without any counted alert."""
+        return sorted(self.households - {h for h, _, _ in self.counts})
 
 
 def replay(

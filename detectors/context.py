@@ -3,8 +3,9 @@
 Inside the detectors time is a float of epoch seconds (UTC): compact in state, cheap to compare, and
 trivially JSON-serialisable. Datetimes appear only at the edges (records in, findings out), always
 timezone-aware UTC. Local time matters for three things only: 30-minute routine slots and day types,
-the night window of the flow detector, and evidence text a caregiver reads ("none since 21:10
-yesterday"); :class:`HouseholdView` does those conversions with the household's time zone.
+the night window of the flow detector, and the zone evidence is shown in (``HouseholdView.evidence``:
+detectors give data, ``i18n`` writes "none since 21:10 yesterday"); :class:`HouseholdView` does those
+conversions with the household's time zone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from detectors.config import HouseholdSettings
+from schemas.evidence import Evidence, Message
 
 # (period start, first sign of life inside it) per ``until_use`` period a meter saw end early.
 Returned = tuple[tuple[float, float], ...]
@@ -34,14 +36,6 @@ def to_dt(value: float) -> datetime:
 
 def iso(value: float) -> str:
     return to_dt(value).isoformat()
-
-
-def hours(seconds: float) -> str:
-    """'11 h', '1.5 h', '45 min': durations as a caregiver says them."""
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    h = seconds / 3600
-    return f"{h:.0f} h" if h >= 10 or abs(h - round(h)) < 0.05 else f"{h:.1f} h"
 
 
 _ZONES: dict[str, ZoneInfo] = {}
@@ -226,15 +220,10 @@ class HouseholdView:
                 return end.timestamp()
         return None
 
-    def fmt(self, t: float, ref: float) -> str:
-        """'21:10', '21:10 yesterday' or '03-14 21:10', relative to the local day of ``ref``."""
-        local = self.local(t)
-        days = self.day_index(ref) - self.day_index(t)
-        if days == 0:
-            return f"{local:%H:%M}"
-        if days == 1:
-            return f"{local:%H:%M} yesterday"
-        return f"{local:%m-%d %H:%M}"
+    def evidence(self, as_of: float, message: Message) -> Evidence:
+        """``message`` as this household's evidence: its times are shown in the household's zone,
+        relative to the local day of ``as_of`` ("21:10 yesterday"); ``i18n`` renders it for people."""
+        return Evidence(message=message, tz=self.settings.timezone, as_of=to_dt(as_of))
 
     def is_weekend(self, day: int) -> bool:
         # 1970-01-01 was a Thursday (weekday 3): Saturday and Sunday are 5 and 6.

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from detectors.config import DetectorSuiteConfig
-from detectors.context import DAY_S, HouseholdView
+from detectors.context import DAY_S, HouseholdView, to_dt
 from detectors.events import finding
+from schemas import evidence as ev
 from schemas.findings import Finding
 from schemas.kinds import AlertKind
 from schemas.records import DeviceInfo
@@ -140,23 +141,23 @@ class DayLedger:
         limit = view.settings.daily_max_l if view.settings.daily_max_l is not None else cfg.daily_max_l
         if self.today_total <= min(limit, cfg.relative_min_l):
             return []  # below both bounds, whatever the usual high day (spares the percentile)
-        reason = ""
+        reason: ev.ExcessOverLimit | ev.ExcessOverUsual | None = None
         p90 = self.usual_high()
+        total, by = self.today_total, to_dt(t)
         # The program's absolute bound is for homes where it is exceptional; a home whose own usual
         # high day is above it (a garden, a large family) is judged against its own history instead.
-        if self.today_total > limit and (p90 is None or p90 < limit):
-            reason = f"above the program's daily maximum of {limit:g} L"
-        elif p90 is not None and self.today_total > max(cfg.relative_min_l, cfg.relative_factor * p90):
-            reason = f"{self.today_total / max(p90, 1.0):.1f}× this home's usual high day ({p90:.0f} L)"
-        if not reason:
+        if total > limit and (p90 is None or p90 < limit):
+            reason = ev.ExcessOverLimit(litres=total, at=by, limit_l=limit)
+        elif p90 is not None and total > max(cfg.relative_min_l, cfg.relative_factor * p90):
+            reason = ev.ExcessOverUsual(litres=total, at=by, factor=total / max(p90, 1.0), usual_high_l=p90)
+        if reason is None:
             return []
         self.excess_day = self.today
         start = view.day_start(self.today)
         return [
             finding(
                 self.device, AlertKind.EXCESSIVE_USE, at=start, detected_at=now, detector="excessive_use",
-                evidence=f"{self.today_total:.0f} L used today by {view.fmt(t, t)}: {reason}; "
-                "check for a burst pipe or a tap left running",
+                evidence=view.evidence(t, reason),
                 details={"litres_today": round(self.today_total, 1), "limit_l": limit},
             )
         ]  # fmt: skip

@@ -39,16 +39,18 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.config import EventConfig
-from detectors.context import HouseholdView, epoch, hours, to_dt
+from detectors.context import HouseholdView, epoch, to_dt
+from schemas import evidence as ev
+from schemas.evidence import Evidence
 from schemas.findings import Finding, FindingAction, PresenceSignal
 from schemas.kinds import DEFAULT_SEVERITY, AlertKind, CallEventKind, Severity
 from schemas.records import DeviceEvent, DeviceInfo
 
 _CALL_EVENTS = frozenset(kind.value for kind in CallEventKind)
-_MAINTENANCE_TEXT = {
-    "low_battery": "smoke alarm reports a low battery: replace it before the alarm goes silent",
-    "fault": "smoke alarm reports a fault: it may not detect smoke; arrange a technician",
-    "tamper": "smoke alarm removed from its base (tamper): it cannot protect the home until refitted",
+_MAINTENANCE_EVIDENCE: dict[str, ev.SmokeLowBattery | ev.SmokeFault | ev.SmokeTamper] = {
+    "low_battery": ev.SmokeLowBattery(),
+    "fault": ev.SmokeFault(),
+    "tamper": ev.SmokeTamper(),
 }
 
 
@@ -58,7 +60,7 @@ def finding(
     *,
     at: float,
     detected_at: float,
-    evidence: str,
+    evidence: Evidence,
     detector: str,
     action: FindingAction = FindingAction.RAISE,
     severity: Severity | None = None,
@@ -87,7 +89,7 @@ def presence(
     signal: PresenceSignal,
     t: float,
     now: float,
-    evidence: str,
+    evidence: Evidence,
     checkin_id: str | None = None,
 ) -> Finding:
     """A sign of life at ``t`` (PRESENCE): INACTIVITY for water, a press or a smoke alarm pressed,
@@ -121,8 +123,7 @@ class SmokeLogic:
         found = self._judge(event.kind, t, now, view)
         out = [found] if found is not None else []
         if event.kind in ("hush", "test"):
-            what = "hushed" if event.kind == "hush" else "tested"
-            text = f"smoke alarm {what} at {view.fmt(t, now)}: a person is at home"
+            text = view.evidence(now, ev.SmokePressed(at=to_dt(t)))
             out.append(presence(self.device, AlertKind.INACTIVITY, PresenceSignal.SMOKE, t, now, text))
         return out
 
@@ -137,7 +138,7 @@ class SmokeLogic:
             return self._alarm(t, now, view)
         since = self.alarm_since
         if kind == "hush":
-            text = f"alarm hushed at {view.fmt(t, now)}: silenced only, the alarm is not cleared"
+            text = view.evidence(now, ev.SmokeHushed(at=to_dt(t)))
             return finding(
                 dev, AlertKind.SMOKE, at=since if since is not None else t, detected_at=now, detector="smoke",
                 action=FindingAction.ANNOTATE, evidence=text,
@@ -145,10 +146,7 @@ class SmokeLogic:
         if kind == "alarm_cleared":
             self.alarm_since = None
             start = since if since is not None else t
-            text = (
-                f"alarm stopped at {view.fmt(t, now)} after {hours(t - start)}: "
-                "a person must still confirm the home is safe"
-            )
+            text = view.evidence(now, ev.SmokeStopped(at=to_dt(t), sounded_s=t - start))
             return finding(
                 dev, AlertKind.SMOKE, at=start, detected_at=now, detector="smoke",
                 action=FindingAction.ANNOTATE, evidence=text, details={"cleared_at": to_dt(t).isoformat()},
@@ -157,11 +155,11 @@ class SmokeLogic:
             # A passed test shows the unit works again: its fault/battery notices are over.
             self.last_test = t
             self.open_maintenance = [m for m in self.open_maintenance if m == "tamper"]
-        elif kind in _MAINTENANCE_TEXT and kind not in self.open_maintenance:
+        elif kind in _MAINTENANCE_EVIDENCE and kind not in self.open_maintenance:
             self.open_maintenance.append(kind)
             return finding(
                 dev, AlertKind.MAINTENANCE, at=t, detected_at=now, detector="smoke_maintenance",
-                evidence=_MAINTENANCE_TEXT[kind], details={"event": kind},
+                evidence=view.evidence(now, _MAINTENANCE_EVIDENCE[kind]), details={"event": kind},
             )  # fmt: skip
         elif kind == "tamper_cleared" and "tamper" in self.open_maintenance:
             self.open_maintenance.remove("tamper")
@@ -176,10 +174,9 @@ class SmokeLogic:
             self.alarm_since = t
         since = self.alarm_since if self.alarm_since is not None else t
         self.last_alarm = t if self.last_alarm is None else max(self.last_alarm, t)
-        text = (
-            f"smoke alarm still sounding at {view.fmt(t, now)} (since {view.fmt(since, now)})"
-            if repeat
-            else f"smoke alarm sounding since {view.fmt(t, now)}: treat as a fire until a person has checked"
+        text = view.evidence(
+            now,
+            ev.SmokeStillSounding(at=to_dt(t), since=to_dt(since)) if repeat else ev.SmokeSounding(since=to_dt(t)),
         )
         return finding(
             self.device, AlertKind.SMOKE, at=t, detected_at=now, detector="smoke", evidence=text,
@@ -214,48 +211,47 @@ class CallLogic:
 
     def on_event(self, event: DeviceEvent, view: HouseholdView) -> list[Finding]:
         t, now = epoch(event.ts), epoch(event.received_at)
-        note = f' (note: "{event.note[:120]}")' if event.note else ""
+        note = ev.Note(text=event.note[:120]) if event.note else None
         found: Finding | None = None
         if event.kind == "sos":
             found = self._sos(t, now, note, view)
         elif event.kind == "cancel":
-            found = self._cancel(t, now)
+            found = self._cancel(t, now, view)
         elif event.kind == "service_request":
             found = self._request(t, now, note, event.note, view)
         out = [found] if found is not None else []
         if event.kind not in _CALL_EVENTS:
             return out
         # Every press is a person at the button: a sign of life (and the answer to a check-in).
-        text = f"call button pressed ({event.kind}) at {view.fmt(t, now)}: the resident is up"
+        text = view.evidence(now, ev.ButtonPressed(at=to_dt(t), event=event.kind))
         out.append(presence(self.device, AlertKind.INACTIVITY, PresenceSignal.PRESS, t, now, text, event.checkin_id))
         return out
 
-    def _sos(self, t: float, now: float, note: str, view: HouseholdView) -> Finding:
+    def _sos(self, t: float, now: float, note: ev.Note | None, view: HouseholdView) -> Finding:
         # Every press is raised (alerting attaches it to the open SOS alert, or opens a new one when
         # that is resolved); one within the debounce of the last counted press is the same press.
         bounced = self.last_sos is not None and 0 <= t - self.last_sos < self.cfg.debounce_s
         if not bounced:
             self.last_sos = t if self.last_sos is None else max(self.last_sos, t)
-        text = (
-            f"emergency button pressed again at {view.fmt(t, now)}{note}"
-            if bounced
-            else f"emergency button pressed at {view.fmt(t, now)}{note}: call the resident now"
+        text = view.evidence(
+            now,
+            ev.SosPressedAgain(at=to_dt(t), note=note) if bounced else ev.SosPressed(at=to_dt(t), note=note),
         )
         return finding(
             self.device, AlertKind.SOS, at=t, detected_at=now, detector="call_sos", evidence=text,
             details={"repeat": True} if bounced else {}, notify_again=not bounced,
         )  # fmt: skip
 
-    def _cancel(self, t: float, now: float) -> Finding | None:
+    def _cancel(self, t: float, now: float, view: HouseholdView) -> Finding | None:
         if self.last_sos is None or t < self.last_sos:
             return None
         after = t - self.last_sos
         accidental = after <= self.cfg.cancel_window_s
-        text = (
-            f"cancelled {after:.0f} s after the press: likely accidental, confirm with the resident"
+        text = view.evidence(
+            now,
+            ev.SosCancelledSoon(after_s=after)
             if accidental
-            else f"cancel pressed {hours(after)} after the press (outside the {self.cfg.cancel_window_s:.0f} s "
-            "window): not treated as accidental"
+            else ev.SosCancelledLate(after_s=after, window_s=self.cfg.cancel_window_s),
         )
         return finding(
             self.device, AlertKind.SOS, at=self.last_sos, detected_at=now, detector="call_sos",
@@ -263,7 +259,7 @@ class CallLogic:
             details={"likely_accidental": accidental, "cancel_after_s": round(after, 1)},
         )  # fmt: skip
 
-    def _request(self, t: float, now: float, note: str, raw: str | None, view: HouseholdView) -> Finding:
+    def _request(self, t: float, now: float, note: ev.Note | None, raw: str | None, view: HouseholdView) -> Finding:
         bounced = self.last_request is not None and 0 <= t - self.last_request < self.cfg.debounce_s
         if not bounced:
             self.last_request = t if self.last_request is None else max(self.last_request, t)
@@ -272,7 +268,7 @@ class CallLogic:
             details["repeat"] = True
         return finding(
             self.device, AlertKind.SERVICE_REQUEST, at=t, detected_at=now, detector="call_service",
-            evidence=f"service request at {view.fmt(t, now)}{note}: not urgent, contact the resident",
+            evidence=view.evidence(now, ev.ServiceRequested(at=to_dt(t), note=note)),
             details=details, notify_again=not bounced,
         )  # fmt: skip
 

@@ -38,8 +38,10 @@ import math
 from typing import Any
 
 from detectors.config import DetectorSuiteConfig, FlowConfig
-from detectors.context import DAY_S, HouseholdView, hours, iso
+from detectors.context import DAY_S, HouseholdView, iso, to_dt
 from detectors.events import finding, presence
+from schemas import evidence as ev
+from schemas.evidence import Evidence
 from schemas.findings import Finding, PresenceSignal
 from schemas.kinds import AlertKind, Severity
 from schemas.records import DeviceInfo
@@ -132,7 +134,7 @@ class FlowLogic:
             self.boundary()
             if self.stop_due and dt <= fc.max_interval_min * 60:  # a gap proves nothing
                 self.stop_due = False
-                text = f"the water flow stopped by {view.fmt(t, now)}"
+                text = view.evidence(now, ev.FlowStopped(at=to_dt(t)))
                 out.append(presence(self.device, AlertKind.CONTINUOUS_FLOW, PresenceSignal.FLOW_STOPPED, t, now, text))
             return out
         if self.run_start is None:
@@ -153,24 +155,21 @@ class FlowLogic:
             two = t - self.high_start > dt
             if span >= fc.high_rate_min * 60 and two and not self._recurring_high(self.high_start, view):
                 rate = self.high_litres / (span / 60)
+                running = ev.WaterRunning(
+                    rate_lpm=rate, since=to_dt(self.high_start), running_s=span, litres=self.high_litres
+                )
                 out.append(
-                    self._finding(
-                        self.high_start, now, Severity.HIGH, "flow_running",
-                        f"water running at {rate:.1f} L/min since {view.fmt(self.high_start, t)} ({hours(span)}, "
-                        f"{self.high_litres:.0f} L): a tap left running, or a fall in the shower; call the resident",
-                    )
-                )  # fmt: skip
+                    self._finding(self.high_start, now, Severity.HIGH, "flow_running", view.evidence(t, running))
+                )
         out.extend(self._night(self.run_start, t, now, view))
         span = t - self.run_start
         if span >= fc.day_stretch_h * 3600 and self.fired_run != self.run_start:
             self.fired_run = self.run_start
-            out.append(
-                self._finding(
-                    self.run_start, now, Severity.NORMAL, "flow_all_day",
-                    f"water used in every interval for {hours(span)} since {view.fmt(self.run_start, t)} "
-                    f"({self.run_litres:.0f} L, {self.run_litres / span * 3600:.1f} L/h): a leak or a tap left running",
-                )
+            all_day = ev.WaterAllDay(
+                running_s=span, since=to_dt(self.run_start), litres=self.run_litres,
+                rate_lph=self.run_litres / span * 3600,
             )  # fmt: skip
+            out.append(self._finding(self.run_start, now, Severity.NORMAL, "flow_all_day", view.evidence(t, all_day)))
         return out
 
     def _night(self, run_start: float, t: float, now: float, view: HouseholdView) -> list[Finding]:
@@ -188,13 +187,8 @@ class FlowLogic:
         self.nights = (*usual, day)
         if len(usual) >= fc.routine_days:
             return []  # the home's own routine (an irrigation timer), not a leak or a person in trouble
-        return [
-            self._finding(
-                run_start, now, Severity.NORMAL, "flow_overnight",
-                f"water used in every interval through the night ({fc.night_start:%H:%M}–{fc.night_end:%H:%M}), "
-                f"flowing since {view.fmt(run_start, t)}: a leak, or someone up and in trouble",
-            )
-        ]  # fmt: skip
+        text = ev.WaterOvernight(night_start=fc.night_start, night_end=fc.night_end, since=to_dt(run_start))
+        return [self._finding(run_start, now, Severity.NORMAL, "flow_overnight", view.evidence(t, text))]
 
     def _recurring_high(self, start: float, view: HouseholdView) -> bool:
         """Record an hour-long high flow; True if one started within ±3 h of this time of day on
@@ -221,14 +215,15 @@ class FlowLogic:
             finding(
                 self.device, AlertKind.MAINTENANCE, at=t, detected_at=now, detector="flow_standing",
                 severity=Severity.LOW,
-                evidence=f"water never stopped for {days} days: at least {self.standing_lph:.1f} L/h "
-                f"({self.standing_lph * 24:.0f} L a day) every interval, likely a leak or a running cistern; "
-                "arrange a repair (inactivity is judged above this flow meanwhile)",
+                evidence=view.evidence(
+                    t,
+                    ev.StandingFlow(days=days, rate_lph=self.standing_lph, litres_per_day=self.standing_lph * 24),
+                ),
                 details={"standing_lph": round(self.standing_lph, 2)},
             )
         ]  # fmt: skip
 
-    def _finding(self, start: float, now: float, severity: Severity, detector: str, text: str) -> Finding:
+    def _finding(self, start: float, now: float, severity: Severity, detector: str, text: Evidence) -> Finding:
         self.stop_due = True
         return finding(
             self.device, AlertKind.CONTINUOUS_FLOW, at=start, detected_at=now, detector=detector,

@@ -21,21 +21,17 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.config import HealthConfig
-from detectors.context import HouseholdView, epoch, hours, iso
+from detectors.context import HouseholdView, epoch, iso, to_dt
 from detectors.events import finding
+from schemas import evidence as ev
+from schemas.evidence import Evidence
 from schemas.findings import Finding, FindingAction
-from schemas.kinds import AlertKind, DeviceType
+from schemas.kinds import AlertKind
 from schemas.records import DeviceInfo, StatusReport
 
-DEVICE_NAMES = {
-    DeviceType.WATER_METER: "water meter",
-    DeviceType.SMOKE_ALARM: "smoke alarm",
-    DeviceType.CALL_BUTTON: "call button",
-}
 
-
-def describe(device: DeviceInfo) -> str:
-    return f"{DEVICE_NAMES.get(device.device_type, str(device.device_type))} {device.device_id}"
+def describe(device: DeviceInfo) -> ev.DeviceRef:
+    return ev.DeviceRef(device_type=device.device_type, device_id=device.device_id)
 
 
 class DeviceHealth:
@@ -82,22 +78,20 @@ class DeviceHealth:
         if report.battery_pct is not None:
             self.battery_low, fire = _latch_low(self.battery_low, report.battery_pct, cfg.low_battery_pct)
             if fire:
-                evidence = (
-                    f"{name} battery at {report.battery_pct} % (notice at {cfg.low_battery_pct} %): "
-                    "replace on the next visit"
+                evidence = view.evidence(
+                    now, ev.BatteryLow(device=name, battery_pct=report.battery_pct, notice_pct=cfg.low_battery_pct)
                 )
                 out.append(self._notice(t, now, "health_battery", evidence, {"battery_pct": report.battery_pct}))
         if report.rssi_dbm is not None:
             self.weak, fire = _latch_low(self.weak, report.rssi_dbm, cfg.weak_rssi_dbm)
             if fire:
-                evidence = (
-                    f"{name} signal weak ({report.rssi_dbm} dBm, notice at {cfg.weak_rssi_dbm} dBm): "
-                    "messages may be lost; check its placement"
+                evidence = view.evidence(
+                    now, ev.SignalWeak(device=name, rssi_dbm=report.rssi_dbm, notice_dbm=cfg.weak_rssi_dbm)
                 )
                 out.append(self._notice(t, now, "health_signal", evidence, {"rssi_dbm": report.rssi_dbm}))
         return out
 
-    def _notice(self, t: float, now: float, detector: str, evidence: str, details: dict[str, Any]) -> Finding:
+    def _notice(self, t: float, now: float, detector: str, evidence: Evidence, details: dict[str, Any]) -> Finding:
         return finding(
             self.device,
             AlertKind.MAINTENANCE,
@@ -159,21 +153,20 @@ class HouseholdHealth:
             self.incident["devices"].append(peer.device.device_id)
             if peer.offline_since is None:
                 peer.offline_since = peer.last_heard
+        every = float(dev.expected_interval_s)
         why = (
-            "reported going offline (its Last Will)"
+            ev.OfflineLastWill()
             if reason == "last_will"
-            else f"never reported since it was registered (watched from {view.fmt(since, now)}, "
-            f"expected every {hours(dev.expected_interval_s)})"
+            else ev.OfflineNeverHeard(watched_from=to_dt(since), expected_every_s=every)
             if reason == "never_heard"
-            else f"silent since {view.fmt(since, now)} (expected every {hours(dev.expected_interval_s)})"
+            else ev.OfflineSilent(since=to_dt(since), expected_every_s=every)
         )
-        evidence = f"{describe(dev)} {why}"
-        if peers:
-            names = ", ".join(
-                f"{describe(p.device)} (last heard {view.fmt(p.last_heard or since, now)})" for p in peers
-            )
-            evidence += f"; also silent: {names}: whole home offline, likely a power or network outage"
-        evidence += "; no data is not no water: inactivity cannot be judged until it reports again"
+        also = ev.AlsoSilent(
+            devices=[ev.SilentPeer(device=describe(p.device), last_heard=to_dt(p.last_heard or since)) for p in peers]
+        )
+        evidence = view.evidence(
+            now, ev.DeviceOffline(device=describe(dev), why=why, also_silent=also if peers else None)
+        )
         return [
             finding(
                 dev,
@@ -208,7 +201,7 @@ class HouseholdHealth:
                 detected_at=now,
                 detector="health_offline",
                 action=FindingAction.ANNOTATE,
-                evidence=f"back online at {view.fmt(back, back)} after {hours(back - since)} of silence",
+                evidence=view.evidence(back, ev.DeviceBack(at=to_dt(back), silent_s=back - since)),
             )
         ]
 

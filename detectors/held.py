@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from detectors.context import HouseholdView, epoch, iso, to_dt
+from schemas.evidence import Evidence, PlainText
 from schemas.findings import Finding, FindingAction
 from schemas.kinds import AlertKind, Severity
 
@@ -25,7 +26,7 @@ def finding_to_json(f: Finding) -> dict[str, Any]:
         "device_id": f.device_id,
         "at": f.at.isoformat(),
         "detected_at": f.detected_at.isoformat(),
-        "evidence": f.evidence,
+        "evidence": f.evidence.model_dump(mode="json"),
         "detector": f.detector,
         "action": f.action.value,
         "details": f.details,
@@ -40,11 +41,18 @@ def finding_from_json(data: dict[str, Any]) -> Finding:
         device_id=data["device_id"],
         at=to_dt(epoch_iso(data["at"])),
         detected_at=to_dt(epoch_iso(data["detected_at"])),
-        evidence=data["evidence"],
+        evidence=evidence_from_json(data["evidence"], data["detected_at"]),
         detector=data["detector"],
         action=FindingAction(data["action"]),
         details=dict(data["details"]),
     )
+
+
+def evidence_from_json(data: Any, detected_at: str) -> Evidence:
+    """Held evidence; text held before evidence was data (an older snapshot) is kept as it was."""
+    if isinstance(data, str):
+        return Evidence(message=PlainText(text=data), tz="UTC", as_of=datetime.fromisoformat(detected_at))
+    return Evidence.model_validate(data)
 
 
 def epoch_iso(text: str) -> float:

@@ -49,12 +49,13 @@ import math
 from typing import Any, NamedTuple
 
 from detectors.config import DetectorSuiteConfig
-from detectors.context import HouseholdView, Returned, epoch, hours, iso
+from detectors.context import HouseholdView, Returned, epoch, iso, to_dt
 from detectors.daily import DayLedger
 from detectors.events import finding
 from detectors.flow import FlowLogic
-from detectors.presence import backstop_window_s, sign_details, sign_text, water_presence
+from detectors.presence import after_sign, backstop_window_s, sign_details, water_presence
 from detectors.routine import RoutineLogic
+from schemas import evidence as ev
 from schemas.findings import Finding, PresenceSignal
 from schemas.kinds import AlertKind
 from schemas.records import DeviceInfo, MeterSample
@@ -183,7 +184,7 @@ class MeterLogic:
         since = max(r - self.use_r, 0.0) if self.last_use is not None and q == self.last_use else 0.0
         # Once the backstop or program rule has raised this stretch, a later routine finding adds nothing.
         raised = suppressed or ("inactivity" if any(latch.reg is not None for latch in self.fired) else None)
-        sign = sign_text(self.alive, q, t, view) if self.alive is not None else None
+        sign = after_sign(self.alive, q) if self.alive is not None else None
         raised_now += self.routine.check(self.ledger, t, now, q, since, raised, view, sign)
         if raised_now:
             self.presence_due = True
@@ -289,11 +290,7 @@ class MeterLogic:
             else:
                 used = max(r - next((p[1] for p in self.steps if p[0] >= start), r), 0.0)
             self._set_latch(RuleLatch(rule.name, r, start))
-            since = sign_text(self.alive, start, t, view) or view.fmt(start, t)
-            # Raised early by the check-in's lead: the evidence says how much of the window has passed.
-            span = f"{rule.window_h:g} h"
-            if due < window:
-                span = f"{hours(t - start)} (of {span}: the resident is asked first)"
+            sign = after_sign(self.alive, start)
             out.append(
                 finding(
                     self.device,
@@ -301,12 +298,27 @@ class MeterLogic:
                     at=start,
                     detected_at=now,
                     detector=f"backstop:{rule.name}" if rule.personal else f"flat_rule:{rule.name}",
-                    evidence=(
-                        f"no water used for {span}: none since {since} "
-                        f"({used:.1f} L in drips over {hours(t - start)}, reading at {view.fmt(t, t)})"
+                    # Raised early by the check-in's lead: quiet_s says how much of the window has passed.
+                    evidence=view.evidence(
+                        t,
+                        ev.NoWater(
+                            window_h=rule.window_h,
+                            since=to_dt(start),
+                            litres=used,
+                            quiet_s=t - start,
+                            reading_at=to_dt(t),
+                            after_sign=sign,
+                        )
                         if rule.personal
-                        else f"less than {rule.min_litres:g} L in {rule.window_h:g} h: {used:.1f} L since "
-                        f"{since} ({hours(t - start)}, reading at {view.fmt(t, t)})"
+                        else ev.LittleWater(
+                            min_litres=rule.min_litres,
+                            window_h=rule.window_h,
+                            litres=used,
+                            since=to_dt(start),
+                            quiet_s=t - start,
+                            reading_at=to_dt(t),
+                            after_sign=sign,
+                        ),
                     ),
                     details={
                         "rule": rule.name,

@@ -2,7 +2,7 @@
 
 A press or a smoke alarm pressed in the household is a sign of life the engine passes to the household's
 meters (``MeterLogic.sign_of_life``, kept as ``MeterLogic.alive``: time, signal, device). When it began a
-quiet stretch, the backstop's, the routine's and the silence rule's evidence name it (:func:`sign_text`,
+quiet stretch, the backstop's, the routine's and the silence rule's evidence name it (:func:`after_sign`,
 :func:`sign_details`). The check-in lead moves the backstop earlier on the meter's own reading grid
 (:func:`backstop_window_s`), written once for the per-reading, bulk and fleet paths.
 """
@@ -14,16 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from detectors.context import HouseholdView, iso
+from detectors.context import HouseholdView, iso, to_dt
 from detectors.events import presence
+from schemas import evidence as ev
 from schemas.findings import Finding, PresenceSignal
 from schemas.kinds import AlertKind
 from schemas.records import DeviceInfo
 
 # Reading intervals longer than this are gaps, not the meter's grid (meters read every 15 or 60 minutes).
 GRID_MAX_S = 3600.0
-# What a sign of life from another device was, for the evidence.
-SIGN_NAMES = {PresenceSignal.PRESS: "call-button press", PresenceSignal.SMOKE: "smoke alarm pressed"}
 Alive = tuple[float, str, str]
 
 
@@ -43,12 +42,12 @@ def backstop_window_s(window_s: Any, lead_s: Any, dt: Any) -> Any:
     return window_s - np.ceil(lead_s / steps) * steps
 
 
-def sign_text(alive: Alive | None, start: float, t: float, view: HouseholdView) -> str | None:
+def after_sign(alive: Alive | None, start: float) -> ev.AfterSign | None:
     """How the evidence names a quiet stretch's start when a sign of life from another device began it
     (None: water, or the register series, began it)."""
     if alive is None or start != alive[0]:
         return None
-    return f"the {SIGN_NAMES.get(PresenceSignal(alive[1]), alive[1])} at {view.fmt(start, t)}"
+    return ev.AfterSign(signal=ev.SignKind.SMOKE if alive[1] == PresenceSignal.SMOKE.value else ev.SignKind.PRESS)
 
 
 def sign_details(alive: Alive | None, start: float) -> dict[str, Any]:
@@ -59,5 +58,5 @@ def sign_details(alive: Alive | None, start: float) -> dict[str, Any]:
 
 def water_presence(device: DeviceInfo, t: float, now: float, litres: float, view: HouseholdView) -> Finding:
     """Water used again after a raised quiet stretch: news that answers a check-in in progress."""
-    text = f"water used again: {litres:.1f} L by {view.fmt(t, now)}"
+    text = view.evidence(now, ev.WaterAgain(at=to_dt(t), litres=litres))
     return presence(device, AlertKind.INACTIVITY, PresenceSignal.WATER, t, now, text)

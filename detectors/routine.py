@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from detectors.config import DetectorSuiteConfig, RoutineConfig
-from detectors.context import SLOT_S, SLOTS_PER_DAY, HouseholdView, hours, iso
+from detectors.context import SLOT_S, SLOTS_PER_DAY, HouseholdView, iso, to_dt
 from detectors.daily import DayLedger
 from detectors.events import finding
+from schemas import evidence as ev
 from schemas.findings import Finding
 from schemas.kinds import AlertKind
 from schemas.records import DeviceInfo
@@ -177,7 +178,7 @@ class RoutineLogic:
         litres: float,
         suppressed: str | None,
         view: HouseholdView,
-        sign: str | None = None,
+        sign: ev.AfterSign | None = None,
     ) -> list[Finding]:
         """Evaluate the stretch quiet since ``q`` at reading time ``t`` (``litres`` used since ``q``);
         ``sign`` names a sign of life that began the stretch (a press), for the evidence."""
@@ -198,11 +199,14 @@ class RoutineLogic:
         if t - q <= limit or limit > rc.max_gap_h * 3600:
             return []
         self.fired_q = q
-        day_type = "weekends" if view.is_weekend(day) else "weekdays"
-        evidence = (
-            f"at {view.fmt(t, t)} on {day_type} water has usually been used within the last {hours(usual)} "
-            f"({n} comparable days); none since {sign or view.fmt(q, t)}; {litres:.1f} L in {hours(t - q)}"
-        )
+        day_type = ev.DayType.WEEKENDS if view.is_weekend(day) else ev.DayType.WEEKDAYS
+        evidence = view.evidence(
+            t,
+            ev.RoutineMissed(
+                at=to_dt(t), day_type=day_type, usual_quiet_s=usual, comparable_days=n, since=to_dt(q),
+                litres=litres, quiet_s=t - q, after_sign=sign,
+            ),
+        )  # fmt: skip
         return [
             finding(
                 self.device, AlertKind.ROUTINE_MISSED, at=q, detected_at=now, detector="routine",

@@ -25,11 +25,12 @@ import math
 from collections.abc import Sequence
 
 from detectors.config import DetectorSuiteConfig, FlatRuleConfig, SilenceConfig
-from detectors.context import HouseholdView, Returned, hours, iso
+from detectors.context import HouseholdView, Returned, iso, to_dt
 from detectors.events import finding
 from detectors.health import DeviceHealth, describe
 from detectors.meter import MeterLogic
-from detectors.presence import sign_details, sign_text
+from detectors.presence import after_sign, sign_details
+from schemas import evidence as ev
 from schemas.findings import Finding
 from schemas.kinds import AlertKind, Severity
 from schemas.records import DeviceInfo
@@ -154,16 +155,24 @@ def raise_silence(
         or d.last_heard is None
         or now - d.last_heard > silent_after_s(d.device, cfg.silence)
     ]
-    others = [describe(d.device) for d in devices if d.device.device_id in silent and d is not health]
-    since = sign_text(meter.alive, start, now, view) or view.fmt(start, now)
+    others = [
+        ev.SilentPeer(device=describe(d.device), last_heard=to_dt(_heard(d) if d.last_heard is not None else heard))
+        for d in devices
+        if d.device.device_id in silent and d is not health
+    ]
     lead = view.settings.checkin_lead_s
-    evidence = (
-        f"cannot confirm the resident is well: {describe(health.device)} silent since {view.fmt(heard, now)} "
-        f"(expected every {hours(health.device.expected_interval_s)}), and no water used since {since} "
-        f"({hours(now - start)}): no reading proves use"
+    evidence = view.evidence(
+        now,
+        ev.CannotConfirm(
+            device=describe(health.device),
+            heard=to_dt(heard),
+            expected_every_s=float(health.device.expected_interval_s),
+            since=to_dt(start),
+            after_sign=after_sign(meter.alive, start),
+            quiet_s=now - start,
+            also_silent=ev.AlsoSilent(devices=others) if others else None,
+        ),
     )
-    if others:
-        evidence += f"; also silent: {', '.join(others)}"
     details = {
         "cannot_confirm": True,
         "silent_since": iso(heard),

@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.evidence import Evidence
 from schemas.kinds import AlertKind, AlertStatus, CheckinAnswer, CheckinStatus, Outcome, Severity
+from schemas.language import Language
 
 
 class NotificationReason(StrEnum):
@@ -21,7 +23,10 @@ class NotificationReason(StrEnum):
 
 
 class AlertNotification(BaseModel):
-    """The body a caregiver's channel receives (webhook JSON; rendered for e-mail and SMS)."""
+    """The body a caregiver's channel receives (webhook JSON; rendered for e-mail and SMS).
+
+    ``evidence`` is in the recipient's ``locale``; ``evidence_data`` is what the detector saw (None for
+    alerts opened before evidence was data)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -33,6 +38,8 @@ class AlertNotification(BaseModel):
     kind: AlertKind
     severity: Severity
     evidence: str
+    evidence_data: Evidence | None = None
+    locale: Language = Language.EN
     started_at: datetime
     opened_at: datetime
     caregiver_id: str
@@ -103,7 +110,9 @@ class AlertPublic(BaseModel):
     severity: Severity
     status: AlertStatus
     detector: str
+    # In the request's language (Accept-Language; English without one); the structure beside it.
     evidence: str
+    evidence_data: Evidence | None = None
     details: dict[str, Any]
     started_at: datetime
     opened_at: datetime
@@ -129,7 +138,9 @@ class AlertEventPublic(BaseModel):
     at: datetime
     actor: str
     action: str
+    # Evidence entries (opened, occurrence, note) in the request's language, with their structure.
     detail: str
+    detail_data: Evidence | None = None
 
 
 class AlertClaim(BaseModel):

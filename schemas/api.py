@@ -9,6 +9,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from schemas.kinds import BrokerApplied, CareRole, DeviceType
+from schemas.language import Language
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
@@ -86,6 +87,8 @@ class CaregiverCreate(_Body):
     webhook_url: HttpUrl | None = None
     # Write-only: never returned. Signs the caregiver's webhook deliveries (HMAC-SHA256).
     webhook_secret: str | None = Field(default=None, min_length=16, max_length=200)
+    # The language of their notifications; None: from the household's time zone (zh-CN in China).
+    locale: Language | None = None
 
 
 class CaregiverPublic(_Body):
@@ -95,6 +98,13 @@ class CaregiverPublic(_Body):
     email: str
     webhook_url: str | None
     created_at: datetime
+    locale: Language | None = None
+
+
+class CaregiverSettings(_Body):
+    """``PATCH /caregivers/{id}``: the fields given change; ``locale: null`` returns to the default."""
+
+    locale: Language | None = None
 
 
 class CarePlanContactCreate(_Body):

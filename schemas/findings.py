@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from schemas.evidence import Evidence
 from schemas.kinds import AlertKind, Severity
 
 
@@ -33,7 +34,7 @@ class PresenceSignal(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One conclusion about a household, with evidence a caregiver can read.
+    """One conclusion about a household, with evidence a caregiver can read (as data: ``i18n`` renders it).
 
     ``at`` is when the situation began in device time (e.g. the last water use), ``detected_at`` the
     event or processing time at which the detector concluded it.
@@ -45,7 +46,7 @@ class Finding:
     device_id: str | None
     at: datetime
     detected_at: datetime
-    evidence: str
+    evidence: Evidence
     detector: str
     action: FindingAction = FindingAction.RAISE
     details: dict[str, Any] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
+from i18n import N_, cli_language, messages
 from simulator.demo import DEMO_BACKFILL, demo_scenarios
 from simulator.faults import FaultPlan
 from simulator.fleet import Fleet, Simulation
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         progress.finish()
-        print("simulate: interrupted", file=sys.stderr)
+        print(messages(cli_language()).gettext(N_("simulate: interrupted")), file=sys.stderr)
         count = sum(sim.counts.values())
     progress.finish()
     if args.ground_truth:
@@ -199,7 +200,8 @@ def _publish(sim: Simulation, args: argparse.Namespace, pacer: Pacer, progress: 
         drive(sim, publisher, pacer, on_message=tick)
     finally:
         if not publisher.close():
-            print("simulate: some messages were not acknowledged before closing", file=sys.stderr)
+            say = messages(cli_language())
+            print(say.gettext(N_("simulate: some messages were not acknowledged before closing")), file=sys.stderr)
     return count
 
 
@@ -233,20 +235,30 @@ class _Progress:
 
 
 def _summary(sim: Simulation, count: int, elapsed: float, out: TextIO) -> None:
+    say = messages(cli_language())
     homes, devices = len(sim.homes), len(sim.devices)
-    print(f"simulate: {count:,} messages from {devices:,} devices in {homes:,} homes in {elapsed:.1f} s", file=out)
-    print("messages by kind:", file=out)
+    print(
+        say(
+            N_("simulate: {count} messages from {devices} devices in {homes} homes in {seconds} s"),
+            count=say.number(count),
+            devices=say.number(devices),
+            homes=say.number(homes),
+            seconds=say.number(elapsed, 1),
+        ),
+        file=out,
+    )
+    print(say.gettext(N_("messages by kind:")), file=out)
     for kind, n in sorted(sim.counts.items()):
-        print(f"  {kind:<28} {n:>10,}", file=out)
+        print(f"  {kind:<28} {say.number(n):>10}", file=out)
     injected = Counter(r.kind for r in sim.ground_truth() if r.category == "incident")
     faults = Counter(r.kind for r in sim.ground_truth() if r.category == "fault")
-    print(f"incidents injected: {sum(injected.values())}", file=out)
+    print(say(N_("incidents injected: {count}"), count=sum(injected.values())), file=out)
     for kind, n in sorted(injected.items()):
-        print(f"  {kind:<28} {n:>10,}", file=out)
+        print(f"  {kind:<28} {say.number(n):>10}", file=out)
     if faults:
-        print(f"faults injected: {sum(faults.values())}", file=out)
+        print(say(N_("faults injected: {count}"), count=sum(faults.values())), file=out)
         for kind, n in sorted(faults.items()):
-            print(f"  {kind:<28} {n:>10,}", file=out)
+            print(f"  {kind:<28} {say.number(n):>10}", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:

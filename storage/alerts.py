@@ -11,6 +11,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from i18n import english
+from schemas.evidence import Evidence
 from schemas.findings import AlertClosure, Finding
 from schemas.kinds import AlertKind
 
@@ -27,11 +29,18 @@ class AlertRow:
     opened_at: datetime
     evidence: str
     claimed_by: str | None
+    # schemas.evidence.Evidence as JSON; None for alerts opened before evidence was data.
+    evidence_data: dict[str, Any] | None = None
 
 
 _ALERT_ROW = (
-    "alert_id, household_id, kind, severity, status, escalation_level, started_at, opened_at, evidence, claimed_by"
+    "alert_id, household_id, kind, severity, status, escalation_level, started_at, opened_at, evidence, claimed_by,"
+    " evidence_data"
 )
+
+
+def _evidence_json(evidence: Evidence) -> Jsonb:
+    return Jsonb(evidence.model_dump(mode="json"))
 
 
 def _row(values: tuple[Any, ...]) -> AlertRow:
@@ -41,9 +50,9 @@ def _row(values: tuple[Any, ...]) -> AlertRow:
 def insert_alert(conn: psycopg.Connection, finding: Finding, now: datetime) -> AlertRow | None:
     """Open a new alert; None if an unresolved one of this household and kind already exists."""
     row = conn.execute(
-        "INSERT INTO alerts (household_id, device_id, kind, severity, detector, evidence, details,"
+        "INSERT INTO alerts (household_id, device_id, kind, severity, detector, evidence, evidence_data, details,"
         " started_at, opened_at, last_occurrence_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (household_id, kind) WHERE status <> 'resolved' DO NOTHING"
         f" RETURNING {_ALERT_ROW}",
         (
@@ -52,7 +61,8 @@ def insert_alert(conn: psycopg.Connection, finding: Finding, now: datetime) -> A
             finding.kind.value,
             finding.severity.value,
             finding.detector,
-            finding.evidence,
+            english(finding.evidence),
+            _evidence_json(finding.evidence),
             Jsonb(finding.details),
             finding.at,
             now,
@@ -75,12 +85,17 @@ def lock_alert(conn: psycopg.Connection, alert_id: int) -> AlertRow | None:
     return _row(row) if row else None
 
 
-def add_occurrence(conn: psycopg.Connection, alert_id: int, now: datetime, severity: str, evidence: str | None) -> int:
-    """Count one more occurrence; return the alert's occurrence count now."""
+def add_occurrence(
+    conn: psycopg.Connection, alert_id: int, now: datetime, severity: str, evidence: Evidence | None
+) -> int:
+    """Count a repeat; with ``evidence`` (a raised severity) it becomes the alert's evidence. Returns the
+    alert's occurrence count now."""
+    text, data = (english(evidence), _evidence_json(evidence)) if evidence is not None else (None, None)
     row = conn.execute(
         "UPDATE alerts SET occurrences = occurrences + 1, last_occurrence_at = %s, severity = %s,"
-        " evidence = coalesce(%s, evidence) WHERE alert_id = %s RETURNING occurrences",
-        (now, severity, evidence, alert_id),
+        " evidence = coalesce(%s, evidence), evidence_data = coalesce(%s::jsonb, evidence_data) WHERE alert_id = %s"
+        " RETURNING occurrences",
+        (now, severity, text, data, alert_id),
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -90,11 +105,13 @@ def merge_details(conn: psycopg.Connection, alert_id: int, details: dict[str, An
 
 
 def add_timeline(
-    conn: psycopg.Connection, alert_id: int, at: datetime, actor: str, action: str, detail: str = ""
+    conn: psycopg.Connection, alert_id: int, at: datetime, actor: str, action: str, detail: str | Evidence = ""
 ) -> None:
+    """A timeline entry; evidence (an occurrence, a note) is kept as data beside its English text."""
+    text, data = (english(detail), _evidence_json(detail)) if isinstance(detail, Evidence) else (detail, None)
     conn.execute(
-        "INSERT INTO alert_events (alert_id, at, actor, action, detail) VALUES (%s, %s, %s, %s, %s)",
-        (alert_id, at, actor, action, detail[:2000]),
+        "INSERT INTO alert_events (alert_id, at, actor, action, detail, detail_data) VALUES (%s, %s, %s, %s, %s, %s)",
+        (alert_id, at, actor, action, text[:2000], data),
     )
 
 
@@ -299,7 +316,8 @@ def list_alerts(
 def timeline(conn: psycopg.Connection, alert_id: int) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT at, actor, action, detail FROM alert_events WHERE alert_id = %s ORDER BY alert_event_id",
+            "SELECT at, actor, action, detail, detail_data FROM alert_events WHERE alert_id = %s"
+            " ORDER BY alert_event_id",
             (alert_id,),
         ).fetchall()
 
@@ -334,8 +352,12 @@ def mark_paged(conn: psycopg.Connection, alert_id: int, now: datetime) -> None:
     conn.execute("UPDATE alerts SET paged_at = coalesce(paged_at, %s) WHERE alert_id = %s", (now, alert_id))
 
 
-def set_evidence(conn: psycopg.Connection, alert_id: int, evidence: str) -> None:
-    conn.execute("UPDATE alerts SET evidence = %s WHERE alert_id = %s", (evidence, alert_id))
+def set_evidence(conn: psycopg.Connection, alert_id: int, evidence: Evidence) -> None:
+    """The alert's evidence from now on (its English text beside the data)."""
+    conn.execute(
+        "UPDATE alerts SET evidence = %s, evidence_data = %s WHERE alert_id = %s",
+        (english(evidence), _evidence_json(evidence), alert_id),
+    )
 
 
 def lock_open_alerts(conn: psycopg.Connection, household_id: str, kinds: Iterable[str]) -> list[AlertRow]:

@@ -32,17 +32,19 @@ def put(conn: psycopg.Connection, household_id: str, settings: dict[str, Any]) -
     return row is not None
 
 
-def until_use_absences(conn: psycopg.Connection, now: datetime) -> list[tuple[str, datetime, datetime | None]]:
-    """(household, start, last follow-up) of every absence announced at a check-in that is on at ``now``."""
+def until_use_absences(conn: psycopg.Connection, now: datetime) -> list[tuple[str, datetime, datetime | None, str]]:
+    """(household, start, last follow-up, time zone) of every absence announced at a check-in that is on
+    at ``now``."""
     rows = conn.execute(
-        "SELECT household_id, p ->> 'start', p ->> 'followed_up' FROM households,"
+        "SELECT household_id, p ->> 'start', p ->> 'followed_up', timezone FROM households,"
         " jsonb_array_elements(coalesce(settings -> 'away', '[]'::jsonb)) AS p"
         " WHERE (p ->> 'until_use')::boolean AND (p ->> 'start')::timestamptz <= %s"
         " AND (p ->> 'end')::timestamptz > %s ORDER BY household_id",
         (now, now),
     ).fetchall()
     return [
-        (row[0], datetime.fromisoformat(row[1]), datetime.fromisoformat(row[2]) if row[2] else None) for row in rows
+        (row[0], datetime.fromisoformat(row[1]), datetime.fromisoformat(row[2]) if row[2] else None, row[3])
+        for row in rows
     ]
 
 

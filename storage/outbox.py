@@ -34,11 +34,14 @@ class DueNotification:
     reason: str
     checkin_id: str | None = None
     # Messaging robots (migration 0014): the group whose robot carries it (``caregiver_id`` is empty for
-    # a message to the group itself), the robot's webhook, DingTalk secret and the group's locale.
+    # a message to the group itself), the robot's webhook, DingTalk secret.
     group_id: str | None = None
     robot_url: str | None = None
     robot_secret: str | None = None
-    locale: str = "zh-CN"
+    # The recipient's language: the caregiver's setting, else the group's (None: from the household's
+    # zone), and the household's zone.
+    locale: str | None = None
+    timezone: str = "Asia/Shanghai"
     created_at: datetime | None = None
 
     @property
@@ -69,9 +72,9 @@ def lock_next_due(conn: psycopg.Connection, now: datetime) -> DueNotification | 
         "SELECT n.notification_id, n.alert_id, n.caregiver_id, n.channel, n.idempotency_key, n.body,"
         " n.attempts, n.deadline, a.severity, c.webhook_url, c.webhook_secret, coalesce(c.email, ''),"
         " coalesce(c.phone, ''), n.level, n.reason, n.checkin_id, n.group_id, g.webhook_url, g.secret,"
-        " coalesce(g.locale, 'zh-CN'), n.created_at"
+        " coalesce(c.locale, g.locale), h.timezone, n.created_at"
         " FROM notifications n JOIN alerts a USING (alert_id) LEFT JOIN caregivers c USING (caregiver_id)"
-        " LEFT JOIN notify_groups g ON g.group_id = n.group_id"
+        " LEFT JOIN notify_groups g ON g.group_id = n.group_id JOIN households h ON h.household_id = a.household_id"
         " WHERE n.status = 'pending' AND n.next_attempt_at <= %s"
         " ORDER BY n.next_attempt_at LIMIT 1 FOR UPDATE OF n SKIP LOCKED",
         (now,),

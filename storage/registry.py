@@ -94,14 +94,14 @@ def list_households(
     return rows
 
 
-_CAREGIVER_COLUMNS = "caregiver_id, name, phone, email, webhook_url, created_at"
+_CAREGIVER_COLUMNS = "caregiver_id, name, phone, email, webhook_url, created_at, locale"
 
 
 def insert_caregiver(conn: psycopg.Connection, body: CaregiverCreate) -> str:
     caregiver_id = body.caregiver_id or new_id("cg")
     conn.execute(
-        "INSERT INTO caregivers (caregiver_id, name, phone, email, webhook_url, webhook_secret)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
+        "INSERT INTO caregivers (caregiver_id, name, phone, email, webhook_url, webhook_secret, locale)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (
             caregiver_id,
             body.name,
@@ -109,9 +109,17 @@ def insert_caregiver(conn: psycopg.Connection, body: CaregiverCreate) -> str:
             body.email,
             str(body.webhook_url) if body.webhook_url else None,
             body.webhook_secret,
+            body.locale.value if body.locale else None,
         ),
     )
     return caregiver_id
+
+
+def set_caregiver_locale(conn: psycopg.Connection, caregiver_id: str, locale: str | None) -> bool:
+    """Set (None: clear) a caregiver's language; False if there is no such caregiver."""
+    return (
+        conn.execute("UPDATE caregivers SET locale = %s WHERE caregiver_id = %s", (locale, caregiver_id)).rowcount == 1
+    )
 
 
 def get_caregiver(conn: psycopg.Connection, caregiver_id: str) -> dict[str, Any] | None:

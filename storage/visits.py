@@ -44,13 +44,15 @@ class VisitDue:
     last_visitor: str | None
     # When the interval ran out: the last visit (or the household's creation) plus the interval.
     due_at: datetime
+    timezone: str = "Asia/Shanghai"
 
 
 def overdue(conn: psycopg.Connection, now: datetime, limit: int = 1000) -> list[VisitDue]:
     """Households whose visit interval ran out by ``now`` and that have no open overdue-visit alert."""
     rows = conn.execute(
         "SELECT h.household_id, h.visit_interval_days, v.visited_at, v.caregiver_id,"
-        " coalesce(v.visited_at, h.created_at) + make_interval(days => h.visit_interval_days) AS due_at"
+        " coalesce(v.visited_at, h.created_at) + make_interval(days => h.visit_interval_days) AS due_at,"
+        " h.timezone"
         " FROM households h LEFT JOIN LATERAL (SELECT visited_at, caregiver_id FROM visits"
         "   WHERE household_id = h.household_id ORDER BY visited_at DESC LIMIT 1) v ON true"
         " WHERE coalesce(v.visited_at, h.created_at) + make_interval(days => h.visit_interval_days) <= %s"

@@ -16,6 +16,7 @@ from api.auth import AdminOnly, Authenticated, FleetViewer, create_token
 from api.deps import Connection, Context
 from api.problems import ProblemError
 from api.ratelimit import Limiter
+from i18n import N_
 from schemas.api import ApiRole, AuditEntry, FleetDevice, FleetHealth, Page, TokenCreate, TokenIssued, WhoAmI
 from storage import audit as audit_store
 from storage import auth as token_store
@@ -39,7 +40,7 @@ def mint_token(
     subject (429 with ``Retry-After``)."""
     limiter.take_mint(principal.subject)
     if body.role is ApiRole.OPERATOR and body.district is None:
-        raise ProblemError(422, "Invalid request", "an operator token needs a district")
+        raise ProblemError(422, N_("Invalid request"), N_("an operator token needs a district"))
     with conn.transaction():
         token = create_token(conn, body.role, body.subject, body.district, now=context.clock())
         token_id = token.split("_")[1]
@@ -52,7 +53,7 @@ def mint_token(
 def revoke_token(token_id: str, conn: Connection, principal: AdminOnly, audit: Audit, context: Context) -> Response:
     with conn.transaction():
         if not token_store.revoke_token(conn, token_id, context.clock()):
-            raise ProblemError(404, "Not found", f"active token {token_id} not found")
+            raise ProblemError(404, N_("Not found"), N_("active token {token_id} not found"), token_id=token_id)
         audit("revoke", "api_token", token_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

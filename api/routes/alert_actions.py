@@ -17,6 +17,7 @@ from api.audit import Audit
 from api.auth import Reader, Staff
 from api.deps import Connection, Context
 from api.problems import ProblemError
+from i18n import N_
 from schemas.alerts import AlertDecline, NotificationPublic
 from schemas.api import ApiRole
 from storage import access, outbox
@@ -30,11 +31,16 @@ def decline(
     alert_id: int, body: AlertDecline, conn: Connection, principal: Reader, context: Context, audit: Audit
 ) -> dict[str, object]:
     if access.alert_household(conn, principal.scope, alert_id) is None:
-        raise ProblemError(404, "Not found", f"alert {alert_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("alert {alert_id} not found"), alert_id=alert_id)
     if principal.role is ApiRole.CAREGIVER and body.caregiver_id != principal.subject:
-        raise ProblemError(403, "Forbidden", "caregivers decline as themselves")
+        raise ProblemError(403, N_("Forbidden"), N_("caregivers decline as themselves"))
     if not store.on_care_plan(conn, alert_id, body.caregiver_id):
-        raise ProblemError(422, "Invalid request", f"caregiver {body.caregiver_id} is not on this alert's care plan")
+        raise ProblemError(
+            422,
+            N_("Invalid request"),
+            N_("caregiver {caregiver_id} is not on this alert's care plan"),
+            caregiver_id=body.caregiver_id,
+        )
     with conn.transaction():  # refusals become 404/409 problems (api.problems)
         escalated = decline_alert(conn, alert_id, body.caregiver_id, body.note, context.clock(), context.alerting)
         audit("decline", "alert", alert_id, detail=f"by caregiver {body.caregiver_id}")
@@ -45,5 +51,5 @@ def decline(
 @router.get("/{alert_id}/deliveries")
 def deliveries(alert_id: int, conn: Connection, principal: Staff) -> list[NotificationPublic]:
     if access.alert_household(conn, principal.scope, alert_id) is None:
-        raise ProblemError(404, "Not found", f"alert {alert_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("alert {alert_id} not found"), alert_id=alert_id)
     return [NotificationPublic.model_validate(row) for row in outbox.list_for_alert(conn, alert_id)]

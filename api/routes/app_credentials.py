@@ -14,6 +14,7 @@ from api.audit import Audit
 from api.auth import Staff
 from api.deps import Connection, Context
 from api.problems import ProblemError
+from i18n import N_
 from schemas.api import AppCredentials
 from storage import broker_access, registry
 
@@ -26,7 +27,7 @@ def issue_app_credentials(
 ) -> AppCredentials:
     """Issue a new MQTT login for the caregiver's app (a previous password stops working); shown once."""
     if not registry.caregiver_exists(conn, caregiver_id):
-        raise ProblemError(404, "Not found", f"caregiver {caregiver_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("caregiver {caregiver_id} not found"), caregiver_id=caregiver_id)
     with conn.transaction():
         username, password = broker_access.issue_app_credentials(conn, caregiver_id, context.clock())
         audit("issue_app_credentials", "caregiver", caregiver_id)
@@ -42,7 +43,9 @@ def revoke_app_credentials(
     with conn.transaction():
         username = broker_access.revoke_app_credentials(conn, caregiver_id, context.clock())
         if username is None:
-            raise ProblemError(404, "Not found", f"caregiver {caregiver_id} has no active app login")
+            raise ProblemError(
+                404, N_("Not found"), N_("caregiver {caregiver_id} has no active app login"), caregiver_id=caregiver_id
+            )
         audit("revoke_app_credentials", "caregiver", caregiver_id)
     context.broker.apply(conn, [username], {})
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -19,6 +19,7 @@ from api.audit import Audit
 from api.auth import Principal, Reader, Staff
 from api.deps import Connection, Context
 from api.problems import ProblemError
+from i18n import N_
 from schemas.api import ApiRole
 from schemas.care import CarePlanContactDetail, CarePlanPublic, CarePlanPut, ResidentCareNotes, VisitCreate, VisitPublic
 from storage import access, care_plans, registry
@@ -29,13 +30,13 @@ router = APIRouter(tags=["care plans"])
 
 def _visible_or_404(conn: psycopg.Connection, principal: Principal, household_id: str) -> None:
     if not access.household_visible(conn, principal.scope, household_id):
-        raise ProblemError(404, "Not found", f"household {household_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("household {household_id} not found"), household_id=household_id)
 
 
 def _public(conn: psycopg.Connection, principal: Principal, household_id: str) -> CarePlanPublic:
     plan = care_plans.get_plan(conn, household_id)
     if plan is None:
-        raise ProblemError(404, "Not found", f"household {household_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("household {household_id} not found"), household_id=household_id)
     if principal.role is ApiRole.CAREGIVER:
         show_notes = care_plans.caregiver_sees_medical_notes(conn, household_id, principal.subject)
     else:
@@ -77,10 +78,10 @@ def put_care_plan(
     _visible_or_404(conn, principal, household_id)
     ids = [contact.caregiver_id for contact in body.contacts]
     if len(set(ids)) != len(ids):
-        raise ProblemError(422, "Invalid request", "a caregiver appears twice in the plan")
+        raise ProblemError(422, N_("Invalid request"), N_("a caregiver appears twice in the plan"))
     missing = [caregiver_id for caregiver_id in ids if not registry.caregiver_exists(conn, caregiver_id)]
     if missing:
-        raise ProblemError(404, "Not found", f"caregiver(s) not found: {', '.join(missing)}")
+        raise ProblemError(404, N_("Not found"), N_("caregiver(s) not found: {ids}"), ids=", ".join(missing))
     with conn.transaction():
         care_plans.replace_plan(conn, household_id, body)
         audit("update", "care_plan", household_id, detail=f"{len(ids)} contact(s)")
@@ -91,7 +92,7 @@ def put_care_plan(
 def caregiver_households(caregiver_id: str, conn: Connection, principal: Reader) -> list[dict[str, Any]]:
     """The households whose care plans name this caregiver (a caregiver may ask only about themselves)."""
     if principal.role is ApiRole.CAREGIVER and caregiver_id != principal.subject:
-        raise ProblemError(404, "Not found", f"caregiver {caregiver_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("caregiver {caregiver_id} not found"), caregiver_id=caregiver_id)
     rows = care_plans.households_of(conn, caregiver_id)
     if principal.scope.district is not None:
         rows = [row for row in rows if row["district"] == principal.scope.district]
@@ -105,9 +106,11 @@ def create_visit(
     """Log a home visit; it closes the household's open overdue-visit task, if any."""
     _visible_or_404(conn, principal, household_id)
     if principal.role is ApiRole.CAREGIVER and body.caregiver_id != principal.subject:
-        raise ProblemError(403, "Forbidden", "caregivers log their own visits")
+        raise ProblemError(403, N_("Forbidden"), N_("caregivers log their own visits"))
     if not registry.caregiver_exists(conn, body.caregiver_id):
-        raise ProblemError(404, "Not found", f"caregiver {body.caregiver_id} not found")
+        raise ProblemError(
+            404, N_("Not found"), N_("caregiver {caregiver_id} not found"), caregiver_id=body.caregiver_id
+        )
     now = context.clock()
     with conn.transaction():
         visit = log_visit(conn, household_id, body.caregiver_id, body.visited_at or now, body.note, now)

@@ -27,6 +27,7 @@ from api.deps import Connection, Context
 from api.problems import ProblemError
 from api.ratelimit import Limiter, client_address
 from api.routes.households import visible_or_404
+from i18n import N_
 from schemas.alerts import CheckinAnswerBody, CheckinAnswerResult, CheckinPublic
 from storage import alert_views
 from storage import checkins as store
@@ -62,29 +63,33 @@ async def answer(
     limiter.check_client(client)  # 429 for an address that has sent too many bad signatures
     if not x_carewatch_timestamp or not x_carewatch_signature:
         limiter.auth_failed(client)
-        raise ProblemError(401, "Unauthorized", "the callback must be signed")
+        raise ProblemError(401, N_("Unauthorized"), N_("the callback must be signed"))
     secret = context.checkin_secret
     if not secret:  # nothing to verify against: no signature can be good
         log.warning("check-in callback refused: CAREWATCH_CHECKIN_SECRET is not set")
         limiter.auth_failed(client)
-        raise ProblemError(401, "Unauthorized", "check-in callbacks are not configured on this server")
+        raise ProblemError(401, N_("Unauthorized"), N_("check-in callbacks are not configured on this server"))
     raw = await request.body()
     if not verify(secret, x_carewatch_timestamp, raw, x_carewatch_signature, now=time.time()):
         log.warning("check-in callback with a bad or stale signature refused")
         limiter.auth_failed(client)
-        raise ProblemError(401, "Unauthorized", "bad or missing signature")
+        raise ProblemError(401, N_("Unauthorized"), N_("bad or missing signature"))
     try:
         body = CheckinAnswerBody.model_validate_json(raw)
     except ValidationError as exc:
         errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise ProblemError(422, "Invalid request", errors[:500]) from exc
+        raise ProblemError(
+            422, N_("Invalid request"), N_("the answer does not match the schema: {errors}"), errors=errors[:500]
+        ) from exc
     now = context.clock()
     at = body.answered_at if body.answered_at is not None and body.answered_at <= now else now
     with context.pool.connection() as conn, conn.transaction():
         try:
             result = checkins.answer(conn, checkin_id, body.answer, body.via, at, now, context.alerting)
         except KeyError as exc:
-            raise ProblemError(404, "Not found", f"check-in {checkin_id} not found") from exc
+            raise ProblemError(
+                404, N_("Not found"), N_("check-in {checkin_id} not found"), checkin_id=checkin_id
+            ) from exc
         row = store.get(conn, checkin_id)
     assert row is not None  # noqa: S101 - answered above in this transaction
     context.on_alert_changed(int(row["alert_id"]))
@@ -96,7 +101,7 @@ async def answer(
 def get_checkin(checkin_id: CheckinIdPath, conn: Connection, principal: Reader, audit: Audit) -> CheckinPublic:
     row = store.get(conn, checkin_id)
     if row is None or alert_views.get_alert(conn, principal.scope, int(row["alert_id"])) is None:
-        raise ProblemError(404, "Not found", f"check-in {checkin_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("check-in {checkin_id} not found"), checkin_id=checkin_id)
     audit("view", "checkin", checkin_id)
     return CheckinPublic.model_validate(row)
 

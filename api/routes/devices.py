@@ -19,6 +19,7 @@ from api.audit import Audit
 from api.auth import Authenticated, Principal, Provisioner
 from api.deps import Connection, Context
 from api.problems import ProblemError
+from i18n import N_
 from schemas.api import DeviceCreate, DeviceProvisioned, DevicePublic, Page
 from storage import access, fleet, registry
 from storage import auth as credentials
@@ -29,7 +30,7 @@ router = APIRouter(prefix="/devices", tags=["devices"])
 def device_or_404(conn: psycopg.Connection, principal: Principal, device_id: str) -> DevicePublic:
     row = fleet.get_device(conn, principal.scope, device_id)
     if row is None:
-        raise ProblemError(404, "Not found", f"device {device_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("device {device_id} not found"), device_id=device_id)
     return DevicePublic.model_validate(row)
 
 
@@ -39,14 +40,18 @@ def create_device(
 ) -> DeviceProvisioned:
     """Register a device and return its MQTT username and password (shown only in this response)."""
     if not access.household_visible(conn, principal.scope, body.household_id):
-        raise ProblemError(404, "Not found", f"household {body.household_id} not found")
+        raise ProblemError(
+            404, N_("Not found"), N_("household {household_id} not found"), household_id=body.household_id
+        )
     try:
         with conn.transaction():
             registry.insert_device(conn, body)
             username, password = credentials.issue_device_credentials(conn, body.device_id, context.clock())
             audit("create", "device", body.device_id, detail=f"household {body.household_id}")
     except psycopg.errors.UniqueViolation as exc:
-        raise ProblemError(409, "Device exists", f"device {body.device_id} already exists") from exc
+        raise ProblemError(
+            409, N_("Device exists"), N_("device {device_id} already exists"), device_id=body.device_id
+        ) from exc
     device = device_or_404(conn, principal, body.device_id)
     applied = context.broker.apply(conn, [username], {username: password})
     return DeviceProvisioned(**device.model_dump(), mqtt_username=username, mqtt_password=password, broker=applied)
@@ -89,7 +94,7 @@ def decommission(device_id: str, conn: Connection, principal: Provisioner, audit
     device_or_404(conn, principal, device_id)
     with conn.transaction():
         if not credentials.decommission_device(conn, device_id, context.clock()):
-            raise ProblemError(404, "Not found", f"device {device_id} not found")
+            raise ProblemError(404, N_("Not found"), N_("device {device_id} not found"), device_id=device_id)
         audit("decommission", "device", device_id)
     # Disables the login at the broker and kicks its session; a miss is recorded and retried.
     username = credentials.device_username(conn, device_id)

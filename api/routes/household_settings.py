@@ -30,6 +30,7 @@ from api.auth import Principal, Reader, Staff
 from api.deps import Connection, Context
 from api.problems import ProblemError
 from detectors.config import HouseholdSettings
+from i18n import N_
 from schemas.api import (
     MAX_ABSENCES,
     AbsenceEnd,
@@ -49,10 +50,10 @@ def _load(
     conn: psycopg.Connection, principal: Principal, household_id: str, *, for_update: bool = False
 ) -> tuple[str, dict[str, Any]]:
     if not access.household_visible(conn, principal.scope, household_id):
-        raise ProblemError(404, "Not found", f"household {household_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("household {household_id} not found"), household_id=household_id)
     found = store.get(conn, household_id, for_update=for_update)
     if found is None:  # deleted between the two reads
-        raise ProblemError(404, "Not found", f"household {household_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("household {household_id} not found"), household_id=household_id)
     return found
 
 
@@ -61,7 +62,9 @@ def _parse(data: dict[str, Any], timezone: str) -> HouseholdSettings:
     try:
         return HouseholdSettings.from_json(data, timezone=timezone)
     except _SETTINGS_ERRORS as exc:
-        raise ProblemError(422, "Invalid request", f"the detectors refuse these settings: {exc}") from exc
+        raise ProblemError(
+            422, N_("Invalid request"), N_("the detectors refuse these settings: {reason}"), reason=exc
+        ) from exc
 
 
 def _public(household_id: str, settings: HouseholdSettings) -> HouseholdSettingsPublic:
@@ -95,7 +98,9 @@ def _current(household_id: str, data: dict[str, Any], timezone: str) -> Househol
         _public(household_id, settings)
     except _SETTINGS_ERRORS as exc:  # pydantic's ValidationError is a ValueError
         raise ProblemError(
-            409, "Invalid stored settings", "the stored settings are not valid; PUT a complete set to replace them"
+            409,
+            N_("Invalid stored settings"),
+            N_("the stored settings are not valid; PUT a complete set to replace them"),
         ) from exc
     return settings
 
@@ -138,13 +143,15 @@ def announce_absence(
 ) -> HouseholdSettingsPublic:
     """Announce an away trip or hospital stay (appended to the settings); returns the whole settings."""
     if body.end <= context.clock():
-        raise ProblemError(422, "Invalid request", "the absence has already ended")
+        raise ProblemError(422, N_("Invalid request"), N_("the absence has already ended"))
     with conn.transaction():
         timezone, data = _load(conn, principal, household_id, for_update=True)
         _current(household_id, data, timezone)
         away = [*data.get("away", ()), _period_json(body)]
         if len(away) > MAX_ABSENCES:
-            raise ProblemError(409, "Too many absences", f"at most {MAX_ABSENCES}; staff may PUT the settings")
+            raise ProblemError(
+                409, N_("Too many absences"), N_("at most {limit}; staff may PUT the settings"), limit=MAX_ABSENCES
+            )
         settings = _stored(conn, household_id, {**data, "away": away}, timezone)
         audit("create", "absence", household_id, detail=f"{body.reason.value} {body.start.isoformat()}")
     return _public(household_id, settings)

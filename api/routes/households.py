@@ -16,6 +16,7 @@ from api.audit import Audit
 from api.auth import Principal, Reader, Staff, may_read_medical_notes
 from api.deps import Connection
 from api.problems import ProblemError
+from i18n import N_
 from schemas.api import (
     ApiRole,
     CarePlanContactCreate,
@@ -35,21 +36,23 @@ router = APIRouter(prefix="/households", tags=["households"])
 def visible_or_404(conn: psycopg.Connection, principal: Principal, household_id: str) -> None:
     """404 for a household that does not exist *or* that the caller may not see (no existence leak)."""
     if not access.household_visible(conn, principal.scope, household_id):
-        raise ProblemError(404, "Not found", f"household {household_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("household {household_id} not found"), household_id=household_id)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_household(body: HouseholdCreate, conn: Connection, principal: Staff, audit: Audit) -> HouseholdPublic:
     if principal.role is ApiRole.OPERATOR:
         if body.district not in {"", principal.district}:
-            raise ProblemError(403, "Forbidden", "operators create households in their own district only")
+            raise ProblemError(403, N_("Forbidden"), N_("operators create households in their own district only"))
         body = body.model_copy(update={"district": principal.district})
     try:
         with conn.transaction():
             household_id = registry.insert_household(conn, body)
             audit("create", "household", household_id)
     except psycopg.errors.UniqueViolation as exc:
-        raise ProblemError(409, "Household exists", f"household {body.household_id} already exists") from exc
+        raise ProblemError(
+            409, N_("Household exists"), N_("household {household_id} already exists"), household_id=body.household_id
+        ) from exc
     return HouseholdPublic.model_validate(registry.get_household(conn, household_id))
 
 
@@ -94,7 +97,9 @@ def update_household(
     visible_or_404(conn, principal, household_id)
     with conn.transaction():
         if not registry.set_committee(conn, household_id, body.committee):
-            raise ProblemError(404, "Not found", f"household {household_id} not found")
+            raise ProblemError(
+                404, N_("Not found"), N_("household {household_id} not found"), household_id=household_id
+            )
         audit("update", "household", household_id, detail="committee")
     return HouseholdPublic.model_validate(registry.get_household(conn, household_id))
 
@@ -146,10 +151,10 @@ def set_contact(
     audit: Audit,
 ) -> CarePlanContactPublic:
     if body.caregiver_id != caregiver_id:
-        raise ProblemError(422, "Invalid request", "caregiver_id in the path and the body differ")
+        raise ProblemError(422, N_("Invalid request"), N_("caregiver_id in the path and the body differ"))
     visible_or_404(conn, principal, household_id)
     if not registry.caregiver_exists(conn, caregiver_id):
-        raise ProblemError(404, "Not found", f"caregiver {caregiver_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("caregiver {caregiver_id} not found"), caregiver_id=caregiver_id)
     with conn.transaction():
         contact = registry.upsert_contact(conn, household_id, body)
         audit("update", "care_plan", household_id, detail=f"caregiver {caregiver_id} as {body.role.value}")

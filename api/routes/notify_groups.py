@@ -17,6 +17,7 @@ from api.audit import Audit
 from api.auth import Principal, Staff
 from api.deps import Connection
 from api.problems import ProblemError
+from i18n import N_
 from schemas.api import ApiRole, Page
 from schemas.groups import (
     CaregiverRobot,
@@ -39,14 +40,20 @@ def _district(principal: Principal) -> str | None:
 def _group_or_404(conn: psycopg.Connection, principal: Principal, group_id: str) -> NotifyGroupPublic:
     row = store.get_group(conn, group_id, _district(principal))
     if row is None:
-        raise ProblemError(404, "Not found", f"notify group {group_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("notify group {group_id} not found"), group_id=group_id)
     return NotifyGroupPublic.model_validate(row)
 
 
 def _check_households(conn: psycopg.Connection, household_ids: list[str], district: str) -> None:
     outside = store.households_outside(conn, household_ids, district)
     if outside:
-        raise ProblemError(422, "Invalid request", f"not households of district {district}: {', '.join(outside[:20])}")
+        raise ProblemError(
+            422,
+            N_("Invalid request"),
+            N_("not households of district {district}: {join}"),
+            district=district,
+            join=", ".join(outside[:20]),
+        )
 
 
 @router.post("/notify-groups", status_code=status.HTTP_201_CREATED)
@@ -54,10 +61,10 @@ def create_group(body: NotifyGroupCreate, conn: Connection, principal: Staff, au
     """Register a robot: its kind, webhook URL (and DingTalk secret), tier, language and households."""
     confined = _district(principal)
     if confined is not None and body.district not in {None, confined}:
-        raise ProblemError(403, "Forbidden", "operators register groups of their own district")
+        raise ProblemError(403, N_("Forbidden"), N_("operators register groups of their own district"))
     district = confined or body.district
     if district is None:
-        raise ProblemError(422, "Invalid request", "a district is required")
+        raise ProblemError(422, N_("Invalid request"), N_("a district is required"))
     group_id = body.group_id or registry.new_id("grp")
     _check_households(conn, body.household_ids, district)
     try:
@@ -68,7 +75,9 @@ def create_group(body: NotifyGroupCreate, conn: Connection, principal: Staff, au
                 "create", "notify_group", group_id, detail=f"{body.kind.value}, {len(body.household_ids)} household(s)"
             )
     except psycopg.errors.UniqueViolation as exc:
-        raise ProblemError(409, "Notify group exists", f"notify group {group_id} already exists") from exc
+        raise ProblemError(
+            409, N_("Notify group exists"), N_("notify group {group_id} already exists"), group_id=group_id
+        ) from exc
     return _group_or_404(conn, principal, group_id)
 
 
@@ -99,7 +108,7 @@ def update_group(
 ) -> NotifyGroupPublic:
     group = _group_or_404(conn, principal, group_id)
     if body.secret is not None and group.kind.value == "wecom":
-        raise ProblemError(422, "Invalid request", "WeCom group robots have no secret")
+        raise ProblemError(422, N_("Invalid request"), N_("WeCom group robots have no secret"))
     with conn.transaction():
         store.update_group(conn, group_id, body)
         audit("update", "notify_group", group_id, detail=",".join(sorted(body.model_fields_set)))
@@ -136,7 +145,7 @@ def set_caregiver_robot(
     """Choose the group robot that carries this caregiver's alerts when a care plan lists its kind
     (``wecom`` or ``dingtalk``) among the caregiver's channels; ``null`` clears it."""
     if not registry.caregiver_exists(conn, caregiver_id):
-        raise ProblemError(404, "Not found", f"caregiver {caregiver_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("caregiver {caregiver_id} not found"), caregiver_id=caregiver_id)
     if body.group_id is not None:
         _group_or_404(conn, principal, body.group_id)
     with conn.transaction():

@@ -17,6 +17,7 @@ from api.audit import Audit
 from api.auth import AdminOnly
 from api.deps import Connection, Context
 from api.problems import ProblemError
+from i18n import N_
 from schemas.personal_data import ErasureReport, ErasureRequest, HouseholdExport
 from storage.erasure import HouseholdNotFoundError
 
@@ -35,7 +36,7 @@ def export_household(
     """Everything carewatch holds about the household (an access request)."""
     document = personal_data.export_household(conn, household_id, context.clock(), audit, raw_days=raw_days)
     if document is None:
-        raise ProblemError(404, "Not found", f"household {household_id} not found")
+        raise ProblemError(404, N_("Not found"), N_("household {household_id} not found"), household_id=household_id)
     return document
 
 
@@ -45,8 +46,12 @@ def erase_household(
 ) -> ErasureReport:
     """Erase the household's personal data, keeping alert statistics and the audit trail."""
     if body.confirm_household_id != household_id:
-        raise ProblemError(422, "Invalid request", "confirm_household_id must repeat the household id of the path")
+        raise ProblemError(
+            422, N_("Invalid request"), N_("confirm_household_id must repeat the household id of the path")
+        )
     try:
         return personal_data.erase_household(conn, household_id, context.clock(), audit)
     except HouseholdNotFoundError as exc:
-        raise ProblemError(404, "Not found", f"household {household_id} not found") from exc
+        raise ProblemError(
+            404, N_("Not found"), N_("household {household_id} not found"), household_id=household_id
+        ) from exc

@@ -19,6 +19,7 @@ from api.auth import Reader
 from api.deps import Connection, Context
 from api.problems import ProblemError
 from api.routes.devices import device_or_404
+from i18n import N_
 from schemas.api import Page, ReadingBucket, ReadingPublic, ReadingSeries, UsageBandPoint
 from storage import readings
 from storage.migrate import StorageMode, current_mode
@@ -39,9 +40,9 @@ def _range(
     end = end or context.clock()
     start = start or end - default
     if start.tzinfo is None or end.tzinfo is None:
-        raise ProblemError(422, "Invalid request", "start and end need a UTC offset")
+        raise ProblemError(422, N_("Invalid request"), N_("start and end need a UTC offset"))
     if not start < end or end - start > MAX_RANGE:
-        raise ProblemError(422, "Invalid request", "start must be before end, at most 400 days apart")
+        raise ProblemError(422, N_("Invalid request"), N_("start must be before end, at most 400 days apart"))
     return start, end
 
 
@@ -74,7 +75,7 @@ def list_readings(
     device_or_404(conn, principal, device_id)
     start, end = _range(context, start, end, timedelta(hours=24))
     if cursor is not None and cursor.tzinfo is None:
-        raise ProblemError(422, "Invalid request", "cursor needs a UTC offset")
+        raise ProblemError(422, N_("Invalid request"), N_("cursor needs a UTC offset"))
     rows = readings.raw_page(conn, device_id, start, end, after=cursor, limit=limit)
     items = [ReadingPublic.model_validate(row) for row in rows]
     audit("view", "readings", device_id)

@@ -22,6 +22,7 @@ from api.deps import Connection, Context
 from api.problems import ProblemError
 from api.report.build import ReportRequestError, make_report
 from api.report.render import PdfUnavailableError, render_csv, render_html, render_pdf
+from i18n import N_
 from schemas.api import ApiRole
 from schemas.report import MonthlyReport, ReportFormat, ReportLanguage
 
@@ -67,16 +68,16 @@ def monthly_report(
 ) -> Response:
     if principal.role is ApiRole.OPERATOR:
         if district not in {None, principal.district}:
-            raise ProblemError(403, "Forbidden", "operators see the report of their own district only")
+            raise ProblemError(403, N_("Forbidden"), N_("operators see the report of their own district only"))
         district = principal.district
     try:
         report = make_report(conn, month=month, district=district, now=context.clock())
     except ReportRequestError as exc:
-        raise ProblemError(422, "Invalid request", str(exc)) from exc
+        raise ProblemError(422, N_("Invalid request"), N_("{reason}"), reason=str(exc)) from exc
     try:
         response = _render(report, report_format, lang)
     except PdfUnavailableError as exc:
-        raise ProblemError(503, "PDF unavailable", str(exc)) from exc
+        raise ProblemError(503, N_("PDF unavailable"), N_("{reason}"), reason=str(exc)) from exc
     with conn.transaction():
         audit("generate", "monthly_report", f"{month}/{district or '*'}", detail=f"{report_format.value} {lang.value}")
     return response

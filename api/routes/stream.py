@@ -22,6 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Principal, Reader
 from api.deps import ApiContext, Context
 from api.feed import END, AlertFeed, FeedItem, scope_predicate
+from api.language import RequestLanguage, localized_alert
+from i18n import Language
 from schemas.alerts import AlertPublic
 from storage import access, alert_views
 from storage import audit as audit_store
@@ -55,8 +57,10 @@ def _missed(context: ApiContext, allows: Callable[[str, str], bool], after: int)
     return [FeedItem(c.change_id, AlertPublic.model_validate(rows[c.alert_id])) for c in changes if c.alert_id in rows]
 
 
-def _event(item: FeedItem) -> str:
-    return f"id: {item.change_id}\nevent: alert\ndata: {json.dumps(item.alert.model_dump(mode='json'))}\n\n"
+def _event(item: FeedItem, language: Language) -> str:
+    """One SSE event; the feed shares one alert among subscribers, each reads it in their language."""
+    alert = localized_alert(item.alert, language)
+    return f"id: {item.change_id}\nevent: alert\ndata: {json.dumps(alert.model_dump(mode='json'))}\n\n"
 
 
 @router.get(
@@ -68,6 +72,7 @@ async def stream_alerts(
     request: Request,
     context: Context,
     principal: Reader,
+    language: RequestLanguage,
     last_event_id: Annotated[int | None, Header(ge=0, le=2**63 - 1)] = None,
 ) -> StreamingResponse:
     feed: AlertFeed = request.app.state.feed
@@ -82,7 +87,7 @@ async def stream_alerts(
         try:
             yield "retry: 3000\n: connected\n\n"
             for item in missed:
-                yield _event(item)
+                yield _event(item, language)
             while True:
                 try:
                     item = await asyncio.wait_for(subscription.queue.get(), timeout=KEEPALIVE_S)
@@ -91,7 +96,7 @@ async def stream_alerts(
                     continue
                 if item is END:
                     return
-                yield _event(item)
+                yield _event(item, language)
         finally:
             feed.unsubscribe(subscription)
 

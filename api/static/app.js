@@ -3,11 +3,80 @@
 // The token lives in sessionStorage and is sent as a bearer header; the SSE stream is read with fetch()
 // because EventSource cannot send headers (and a token in the URL would land in access logs).
 // DOM is built with createElement/textContent only: no server data is ever parsed as HTML.
+// Languages: English and Simplified Chinese. The choice (the switch in the header, remembered in
+// localStorage; else the browser's languages) sets <html lang>, the page's text (t(), from the gettext
+// catalogue "web" served as /i18n/<lang>.json) and the API's Accept-Language, so alert evidence and
+// errors come back in it too. Ids (households, devices, caregivers) are shown as they are.
 
 const API = "/api/v1";
+const LANGUAGES = ["zh-CN", "en"];
 const SEVERITIES = ["critical", "high", "normal", "low"];
 const OUTCOMES = ["resident_ok", "needed_help", "emergency", "away", "false_alarm_device", "test", "other"];
-const state = { me: null, alerts: new Map(), stream: null, lastEventId: null, ageTimer: null };
+const state = { me: null, alerts: new Map(), stream: null, lastEventId: null, ageTimer: null, lang: "en", catalogue: {} };
+
+// ---- languages -------------------------------------------------------------------------------------
+// N_ marks text translated later (tables below); t translates now and fills {name} placeholders.
+// NC_ adds a context (gettext msgctxt) where English uses one word for two things ("smoke alarm").
+const N_ = (message) => message;
+const NC_ = (context, message) => [context, message];
+function t(message, params = {}) {
+  const key = Array.isArray(message) ? `${message[0]}\u0004${message[1]}` : message;
+  const text = state.catalogue[key] || (Array.isArray(message) ? message[1] : message);
+  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
+}
+
+const SEVERITY_TEXT = { critical: N_("critical"), high: N_("high"), normal: N_("normal"), low: N_("low") };
+const KIND_TEXT = {
+  sos: NC_("alert kind", "emergency call"), smoke: NC_("alert kind", "smoke alarm"),
+  inactivity: NC_("alert kind", "no water use"), routine_missed: NC_("alert kind", "missed routine"),
+  continuous_flow: NC_("alert kind", "continuous water flow"), excessive_use: NC_("alert kind", "excessive water use"),
+  device_offline: NC_("alert kind", "device offline"), service_request: NC_("alert kind", "service request"),
+  maintenance: NC_("alert kind", "device maintenance"), visit_overdue: NC_("alert kind", "home visit overdue"),
+};
+const STATUS_TEXT = {
+  checking_in: N_("checking in"), open: N_("open"), notified: N_("notified"), claimed: N_("claimed"), resolved: N_("resolved"),
+};
+const OUTCOME_TEXT = {
+  resident_ok: N_("resident OK"), needed_help: N_("needed help"), emergency: N_("emergency"), away: N_("away from home"),
+  false_alarm_device: N_("false alarm (device)"), test: N_("test"), other: N_("other"),
+};
+const ROLE_TEXT = {
+  family: N_("family"), volunteer: N_("volunteer partner"), committee_staff: N_("neighbourhood committee"),
+  social_worker: N_("social worker"), supervisor: N_("supervisor"), caregiver: N_("caregiver"), operator: N_("operator"),
+  admin: N_("administrator"), device_provisioner: N_("device installer"),
+};
+const DEVICE_TEXT = { water_meter: N_("water meter"), smoke_alarm: N_("smoke alarm"), call_button: N_("call button") };
+const PROBLEM_TEXT = {
+  offline: N_("offline"), low_battery: N_("low battery"), silent_meter: N_("silent meter"), seq_gaps: N_("missing messages"),
+};
+const label = (table, value) => (value in table ? t(table[value]) : String(value).replaceAll("_", " "));
+
+function chosenLanguage() {
+  const saved = localStorage.getItem("carewatch.lang");
+  if (LANGUAGES.includes(saved)) return saved;
+  for (const tag of navigator.languages || [navigator.language || ""]) {
+    const primary = String(tag).toLowerCase().split("-")[0];
+    if (primary === "zh") return "zh-CN";
+    if (primary === "en") return "en";
+  }
+  return "en";
+}
+
+async function setLanguage(lang) {
+  let catalogue = {};
+  if (lang !== "en") {
+    const response = await fetch(`/i18n/${lang}.json`);
+    if (response.ok) catalogue = await response.json();
+  }
+  state.lang = lang;
+  state.catalogue = catalogue;
+  document.documentElement.lang = lang;
+  document.getElementById("lang").value = lang;
+  for (const el of document.querySelectorAll("[data-i18n]")) {
+    if (!el.dataset.i18nId) el.dataset.i18nId = el.textContent.trim();  // the English text is the id
+    el.textContent = t(el.dataset.i18nId);
+  }
+}
 
 function h(tag, attrs = {}, ...children) {
   const el = tag.startsWith("svg:")
@@ -30,9 +99,12 @@ const token = () => sessionStorage.getItem("carewatch.token");
 async function api(path, options = {}) {
   const response = await fetch(API + path, {
     ...options,
-    headers: { Authorization: `Bearer ${token()}`, "Content-Type": "application/json", ...(options.headers || {}) },
+    headers: {
+      Authorization: `Bearer ${token()}`, "Content-Type": "application/json", "Accept-Language": state.lang,
+      ...(options.headers || {}),
+    },
   });
-  if (response.status === 401) { signOut(); throw new Error("signed out"); }
+  if (response.status === 401) { signOut(); throw new Error(t("signed out")); }
   const body = response.status === 204 ? null : await response.json();
   if (!response.ok) throw new Error(body && (body.detail || body.title) || response.statusText);
   return body;
@@ -42,9 +114,9 @@ function announce(text) { document.getElementById("announcer").textContent = tex
 
 function age(iso) {
   const minutes = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 60000));
-  if (minutes < 60) return `${minutes} min`;
+  if (minutes < 60) return t("{minutes} min", { minutes });
   const hours = Math.floor(minutes / 60);
-  return hours < 48 ? `${hours} h ${minutes % 60} min` : `${Math.floor(hours / 24)} d`;
+  return hours < 48 ? t("{hours} h {minutes} min", { hours, minutes: minutes % 60 }) : t("{days} d", { days: Math.floor(hours / 24) });
 }
 
 // ---- sign-in ---------------------------------------------------------------------------------------
@@ -80,12 +152,12 @@ async function startStream() {
   const live = document.getElementById("live");
   while (!controller.signal.aborted) {
     try {
-      const headers = { Authorization: `Bearer ${token()}` };
+      const headers = { Authorization: `Bearer ${token()}`, "Accept-Language": state.lang };
       if (state.lastEventId) headers["Last-Event-ID"] = state.lastEventId;
       const response = await fetch(`${API}/alerts/stream`, { headers, signal: controller.signal });
       if (!response.ok) throw new Error(`stream ${response.status}`);
       live.classList.add("on");
-      live.textContent = "Live";
+      live.textContent = t("Live");
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       for (;;) {
@@ -102,7 +174,7 @@ async function startStream() {
       if (controller.signal.aborted) return;
     }
     live.classList.remove("on");
-    live.textContent = "Reconnecting…";
+    live.textContent = t("Reconnecting…");
     await new Promise((resolve) => setTimeout(resolve, 3000));
   }
 }
@@ -118,7 +190,11 @@ function handleEvent(block) {
   const alert = JSON.parse(data);
   const known = state.alerts.get(alert.alert_id);
   state.alerts.set(alert.alert_id, alert);
-  if (!known && alert.status !== "resolved") announce(`New ${alert.severity} alert: ${alert.kind} at ${alert.household_id}`);
+  if (!known && alert.status !== "resolved") {
+    announce(t("New {severity} alert: {kind} at {household}", {
+      severity: label(SEVERITY_TEXT, alert.severity), kind: label(KIND_TEXT, alert.kind), household: alert.household_id,
+    }));
+  }
   if (location.hash.startsWith("#/board") || location.hash === "") renderBoard();
 }
 
@@ -137,12 +213,13 @@ function renderBoard() {
   const columns = SEVERITIES.map((severity) => {
     const items = open.filter((alert) => alert.severity === severity)
       .sort((a, b) => Date.parse(a.opened_at) - Date.parse(b.opened_at));
-    return h("section", { class: "column", "data-severity": severity, "aria-label": `${severity} alerts` },
-      h("h3", {}, `${severity} (${items.length})`),
-      items.length ? h("ul", { class: "cards" }, items.map(alertCard)) : h("p", { class: "empty" }, "None open"));
+    const name = label(SEVERITY_TEXT, severity);
+    return h("section", { class: "column", "data-severity": severity, "aria-label": t("{severity} alerts", { severity: name }) },
+      h("h3", {}, `${name} (${items.length})`),
+      items.length ? h("ul", { class: "cards" }, items.map(alertCard)) : h("p", { class: "empty" }, t("None open")));
   });
   const focused = document.activeElement && document.activeElement.id;
-  view.replaceChildren(h("h2", {}, "Open alerts"), h("div", { class: "board" }, columns));
+  view.replaceChildren(h("h2", {}, t("Open alerts")), h("div", { class: "board" }, columns));
   if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
 }
 
@@ -152,41 +229,48 @@ function alertCard(alert) {
   const actions = h("div", { class: "actions" });
   if (!claimed && state.me.role !== "device_provisioner") {
     const picker = state.me.role === "caregiver" ? null
-      : h("label", {}, "Claim for caregiver",
+      : h("label", {}, t("Claim for caregiver"),
           h("input", { id: `claim-for-${id}`, name: "caregiver", required: true, size: 10, autocomplete: "off" }));
-    actions.append(...[picker, h("button", { type: "button", id: `claim-${id}`, onclick: () => claim(alert) }, "Claim")].filter(Boolean));
+    actions.append(...[picker, h("button", { type: "button", id: `claim-${id}`, onclick: () => claim(alert) }, t("Claim"))].filter(Boolean));
   }
-  const outcome = h("select", { id: `outcome-${id}`, name: "outcome" }, OUTCOMES.map((o) => h("option", { value: o }, o.replaceAll("_", " "))));
+  const outcome = h("select", { id: `outcome-${id}`, name: "outcome" }, OUTCOMES.map((o) => h("option", { value: o }, label(OUTCOME_TEXT, o))));
   actions.append(
-    h("label", { for: `outcome-${id}` }, "Outcome", outcome),
-    h("button", { type: "button", class: "secondary", id: `resolve-${id}`, onclick: () => resolve(alert) }, "Resolve"),
+    h("label", { for: `outcome-${id}` }, t("Outcome"), outcome),
+    h("button", { type: "button", class: "secondary", id: `resolve-${id}`, onclick: () => resolve(alert) }, t("Resolve")),
   );
   return h("li", { class: "card", "data-severity": alert.severity, "data-alert-id": id, "data-status": alert.status },
-    h("h4", {}, `${alert.kind.replaceAll("_", " ")} · `, h("a", { href: `#/household/${encodeURIComponent(alert.household_id)}` }, alert.household_id)),
+    h("h4", {}, `${label(KIND_TEXT, alert.kind)} · `, h("a", { href: `#/household/${encodeURIComponent(alert.household_id)}` }, alert.household_id)),
     h("p", { class: "meta" },
-      `#${id} · open ${age(alert.opened_at)} · escalation step ${alert.escalation_level} · `,
-      claimed ? h("span", { class: "badge claimed" }, `claimed by ${alert.claimed_by}`)
-        : h("span", { class: `badge ${alert.status === "checking_in" ? "checking" : ""}` }, alert.status.replaceAll("_", " "))),
+      t("#{id} · open {age} · escalation step {step}", { id, age: age(alert.opened_at), step: alert.escalation_level }), " · ",
+      claimed ? h("span", { class: "badge claimed" }, t("claimed by {caregiver}", { caregiver: alert.claimed_by }))
+        : h("span", { class: `badge ${alert.status === "checking_in" ? "checking" : ""}` }, label(STATUS_TEXT, alert.status))),
     alert.checkin ? checkinLine(alert.checkin, alert.status) : null,
     h("p", { class: "evidence" }, alert.evidence),
     actions);
 }
 
-const CHANNEL_NAMES = { button: "call button", voice: "phone call", resident_sms: "SMS" };
+const CHANNEL_TEXT = { button: N_("call button"), voice: N_("phone call"), resident_sms: N_("SMS") };
+const ANSWER_TEXT = { ok: N_("ok"), help: N_("help"), away: N_("away") };
+const VIA_TEXT = {
+  ...CHANNEL_TEXT, water: N_("water used"), press: N_("a call-button press"), smoke: N_("the smoke alarm pressed"),
+  flow_stopped: N_("the flow stopped"),
+};
 
 function checkinLine(c, status) {
   // What the resident was asked and what came of it: while it waits, nobody has been paged yet.
-  const by = c.channels.map((ch) => CHANNEL_NAMES[ch] || ch).join(" and ");
-  const at = (iso) => new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  const by = c.channels.map((ch) => label(CHANNEL_TEXT, ch)).join(" · ");
+  const at = (iso) => new Date(iso).toLocaleTimeString(state.lang, { hour: "2-digit", minute: "2-digit" });
   let text;
   if (c.status === "waiting" && status === "checking_in") {
-    text = `Asking the resident (${by}): attempt ${c.attempt} of ${c.attempts}; pages the care plan at ${at(c.expires_at)} if nobody answers`;
+    text = t("Asking the resident ({channels}): attempt {attempt} of {attempts}; pages the care plan at {time} if nobody answers",
+      { channels: by, attempt: c.attempt, attempts: c.attempts, time: at(c.expires_at) });
   } else if (c.status === "answered") {
-    text = `Resident answered ${c.answer} by ${CHANNEL_NAMES[c.answered_via] || c.answered_via.replaceAll("_", " ")} at ${at(c.answered_at)}`;
+    text = t("Resident answered {answer} ({via}) at {time}",
+      { answer: label(ANSWER_TEXT, c.answer), via: label(VIA_TEXT, c.answered_via), time: at(c.answered_at) });
   } else if (c.status === "unanswered") {
-    text = `Checked in with the resident at ${at(c.started_at)} by ${by}: no answer`;
+    text = t("Checked in with the resident at {time} ({channels}): no answer", { time: at(c.started_at), channels: by });
   } else {
-    text = `Check-in ${c.status}`;
+    text = t("Check-in cancelled");
   }
   return h("p", { class: "checkin", "data-checkin-status": c.status }, text);
 }
@@ -194,13 +278,13 @@ function checkinLine(c, status) {
 async function claim(alert) {
   const caregiver = state.me.role === "caregiver" ? state.me.subject
     : (document.getElementById(`claim-for-${alert.alert_id}`).value || "").trim();
-  if (!caregiver) { announce("Enter the caregiver who takes this alert"); return; }
+  if (!caregiver) { announce(t("Enter the caregiver who takes this alert")); return; }
   try {
     const updated = await api(`/alerts/${alert.alert_id}/claim`, { method: "POST", body: JSON.stringify({ caregiver_id: caregiver }) });
     state.alerts.set(updated.alert_id, updated);
-    announce(`Alert ${updated.alert_id} claimed`);
+    announce(t("Alert {id} claimed", { id: updated.alert_id }));
     renderBoard();
-  } catch (error) { announce(`Claim failed: ${error.message}`); }
+  } catch (error) { announce(t("Claim failed: {error}", { error: error.message })); }
 }
 
 async function resolve(alert) {
@@ -210,15 +294,15 @@ async function resolve(alert) {
       method: "POST", body: JSON.stringify({ actor: state.me.subject, outcome }),
     });
     state.alerts.set(updated.alert_id, updated);
-    announce(`Alert ${updated.alert_id} resolved: ${outcome.replaceAll("_", " ")}`);
+    announce(t("Alert {id} resolved: {outcome}", { id: updated.alert_id, outcome: label(OUTCOME_TEXT, outcome) }));
     renderBoard();
-  } catch (error) { announce(`Resolve failed: ${error.message}`); }
+  } catch (error) { announce(t("Resolve failed: {error}", { error: error.message })); }
 }
 
 // ---- household page --------------------------------------------------------------------------------
 async function renderHousehold(householdId) {
   const view = document.getElementById("view");
-  view.replaceChildren(h("p", {}, "Loading…"));
+  view.replaceChildren(h("p", {}, t("Loading…")));
   const id = encodeURIComponent(householdId);
   const since = new Date(Date.now() - 7 * 864e5).toISOString();
   const [household, residents, plan, devices, alerts, checkins] = await Promise.all([
@@ -227,7 +311,7 @@ async function renderHousehold(householdId) {
     api(`/households/${id}/checkins`),
   ]);
   const meter = devices.items.find((device) => device.device_type === "water_meter");
-  let chart = h("p", { class: "empty" }, "No water meter in this household.");
+  let chart = h("p", { class: "empty" }, t("No water meter in this household."));
   if (meter) {
     const [usage, band] = await Promise.all([
       api(`/devices/${encodeURIComponent(meter.device_id)}/usage?start=${encodeURIComponent(since)}`),
@@ -236,42 +320,45 @@ async function renderHousehold(householdId) {
     chart = usageChart(usage.buckets, band, alerts.items, household.timezone, Date.parse(since));
   }
   view.replaceChildren(
-    h("h2", {}, `Household ${household.household_id}`),
-    h("p", { class: "meta" }, `${household.district || "no district"} · ${household.timezone}`),
+    h("h2", {}, t("Household {id}", { id: household.household_id })),
+    h("p", { class: "meta" }, `${household.district || t("no district")} · ${household.timezone}`),
     h("div", { class: "grid2" },
-      h("section", { class: "panel", "aria-labelledby": "res-title" }, h("h3", { id: "res-title" }, "Residents"),
-        h("ul", {}, residents.map((r) => h("li", {}, `${r.name}${r.birth_year ? ` (born ${r.birth_year})` : ""}`,
-          r.medical_notes_visible && r.medical_notes ? h("div", { class: "hint" }, `Medical notes: ${r.medical_notes}`) : null)))),
-      h("section", { class: "panel", "aria-labelledby": "plan-title" }, h("h3", { id: "plan-title" }, "Care plan"),
-        plan.length ? h("ol", {}, plan.map((c) => h("li", {}, `${c.caregiver_id} · ${c.role.replaceAll("_", " ")} · tier ${c.tier}`)))
-          : h("p", { class: "empty" }, "No contacts"))),
+      h("section", { class: "panel", "aria-labelledby": "res-title" }, h("h3", { id: "res-title" }, t("Residents")),
+        h("ul", {}, residents.map((r) => h("li", {}, r.birth_year ? t("{name} (born {year})", { name: r.name, year: r.birth_year }) : r.name,
+          r.medical_notes_visible && r.medical_notes ? h("div", { class: "hint" }, t("Medical notes: {notes}", { notes: r.medical_notes })) : null)))),
+      h("section", { class: "panel", "aria-labelledby": "plan-title" }, h("h3", { id: "plan-title" }, t("Care plan")),
+        plan.length ? h("ol", {}, plan.map((c) => h("li", {}, t("{caregiver} · {role} · tier {tier}", { caregiver: c.caregiver_id, role: label(ROLE_TEXT, c.role), tier: c.tier }))))
+          : h("p", { class: "empty" }, t("No contacts")))),
     h("section", { class: "panel chart", "aria-labelledby": "chart-title" },
-      h("h3", { id: "chart-title" }, "Water use per hour, last 7 days"), chart,
-      h("p", { class: "legend" }, h("span", { class: "l-use" }, "litres per hour"),
-        h("span", { class: "l-band" }, "normal band (10th–90th percentile, last 28 days)"), h("span", { class: "l-alert" }, "alert"))),
-    h("section", { class: "panel", "aria-labelledby": "checkin-title" }, h("h3", { id: "checkin-title" }, "Check-ins with the resident"),
-      checkins.length ? checkinTable(checkins) : h("p", { class: "empty" }, "No check-ins")),
-    h("section", { class: "panel", "aria-labelledby": "dev-title" }, h("h3", { id: "dev-title" }, "Devices"), deviceTable(devices.items)),
+      h("h3", { id: "chart-title" }, t("Water use per hour, last 7 days")), chart,
+      h("p", { class: "legend" }, h("span", { class: "l-use" }, t("litres per hour")),
+        h("span", { class: "l-band" }, t("normal band (10th–90th percentile, last 28 days)")), h("span", { class: "l-alert" }, t("alert")))),
+    h("section", { class: "panel", "aria-labelledby": "checkin-title" }, h("h3", { id: "checkin-title" }, t("Check-ins with the resident")),
+      checkins.length ? checkinTable(checkins) : h("p", { class: "empty" }, t("No check-ins"))),
+    h("section", { class: "panel", "aria-labelledby": "dev-title" }, h("h3", { id: "dev-title" }, t("Devices")), deviceTable(devices.items)),
   );
 }
 
 function checkinTable(checkins) {
-  const when = (iso) => new Date(iso).toLocaleString(undefined, { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
-  return h("table", { id: "checkins" }, h("caption", { class: "visually-hidden" }, "Check-ins with the resident, newest first"),
-    h("thead", {}, h("tr", {}, ["Asked", "Why", "How", "Attempts", "Result"].map((t) => h("th", { scope: "col" }, t)))),
+  const when = (iso) => new Date(iso).toLocaleString(state.lang, { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  const result = (c) => c.status === "answered" ? `${label(ANSWER_TEXT, c.answer)} (${label(VIA_TEXT, c.answered_via)})`
+    : c.status === "unanswered" ? t("no answer: care plan paged") : c.status === "waiting" ? t("waiting") : t("cancelled");
+  return h("table", { id: "checkins" }, h("caption", { class: "visually-hidden" }, t("Check-ins with the resident, newest first")),
+    h("thead", {}, h("tr", {}, [t("Asked"), t("Why"), t("How"), t("Attempts"), t("Result")].map((text) => h("th", { scope: "col" }, text)))),
     h("tbody", {}, checkins.map((c) => h("tr", { "data-checkin-status": c.status },
-      h("td", {}, when(c.started_at)), h("td", {}, c.kind.replaceAll("_", " ")),
-      h("td", {}, c.channels.map((ch) => CHANNEL_NAMES[ch] || ch).join(", ")), h("td", {}, `${c.attempt} of ${c.attempts}`),
-      h("td", {}, c.status === "answered" ? `${c.answer} (${CHANNEL_NAMES[c.answered_via] || c.answered_via.replaceAll("_", " ")})`
-        : c.status === "unanswered" ? "no answer: care plan paged" : c.status)))));
+      h("td", {}, when(c.started_at)), h("td", {}, label(KIND_TEXT, c.kind)),
+      h("td", {}, c.channels.map((ch) => label(CHANNEL_TEXT, ch)).join(", ")),
+      h("td", {}, t("{attempt} of {attempts}", { attempt: c.attempt, attempts: c.attempts })),
+      h("td", {}, result(c))))));
 }
 
 function deviceTable(devices) {
-  return h("table", {}, h("caption", { class: "visually-hidden" }, "Devices and their health"),
-    h("thead", {}, h("tr", {}, ["Device", "Type", "Online", "Battery", "Last seen"].map((t) => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, devices.map((d) => h("tr", {}, h("td", {}, d.device_id), h("td", {}, d.device_type.replaceAll("_", " ")),
-      h("td", {}, d.online === null ? "unknown" : d.online ? "yes" : "NO"), h("td", {}, d.battery_pct === null ? "–" : `${d.battery_pct} %`),
-      h("td", {}, d.last_seen_at ? `${age(d.last_seen_at)} ago` : "never")))));
+  const heads = [N_("Device"), N_("Type"), N_("Online"), N_("Battery"), N_("Last seen")];
+  return h("table", {}, h("caption", { class: "visually-hidden" }, t("Devices and their health")),
+    h("thead", {}, h("tr", {}, heads.map((head) => h("th", { scope: "col" }, t(head))))),
+    h("tbody", {}, devices.map((d) => h("tr", {}, h("td", {}, d.device_id), h("td", {}, label(DEVICE_TEXT, d.device_type)),
+      h("td", {}, d.online === null ? t("unknown") : d.online ? t("yes") : t("NO")), h("td", {}, d.battery_pct === null ? "–" : `${d.battery_pct} %`),
+      h("td", {}, d.last_seen_at ? t("{age} ago", { age: age(d.last_seen_at) }) : t("never"))))));
 }
 
 function localHour(ms, timeZone) {
@@ -284,7 +371,7 @@ function usageChart(buckets, band, alerts, timeZone, startMs) {
   const top = Math.max(10, ...buckets.map((b) => b.consumption_l), ...band.map((b) => b.p90_l)) * 1.1;
   const x = (ms) => L + ((ms - startMs) / (hours * hourMs)) * (W - L - R);
   const y = (litres) => T + (1 - litres / top) * (H - T - B);
-  const svg = h("svg:svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `Hourly water use over the last 7 days with the normal band; ${buckets.length} hours with data, ${alerts.length} alerts` });
+  const svg = h("svg:svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": t("Hourly water use over the last 7 days with the normal band; {hours} hours with data, {alerts} alerts", { hours: buckets.length, alerts: alerts.length }) });
   const upper = [], lower = [], median = [];
   for (let i = 0; i <= hours; i++) {
     const ms = startMs + i * hourMs, p = bandByHour.get(localHour(ms, timeZone));
@@ -302,19 +389,19 @@ function usageChart(buckets, band, alerts, timeZone, startMs) {
     const ms = Date.parse(b.bucket);
     if (ms < startMs) continue;
     svg.append(h("svg:rect", { class: "bar", x: x(ms).toFixed(1), y: y(b.consumption_l).toFixed(1), width: barWidth.toFixed(1),
-      height: Math.max(0, y(0) - y(b.consumption_l)).toFixed(1) }, h("svg:title", {}, `${new Date(ms).toLocaleString()}: ${b.consumption_l.toFixed(1)} L`)));
+      height: Math.max(0, y(0) - y(b.consumption_l)).toFixed(1) }, h("svg:title", {}, t("{when}: {litres} L", { when: new Date(ms).toLocaleString(state.lang, { timeZone }), litres: b.consumption_l.toLocaleString(state.lang, { maximumFractionDigits: 1, minimumFractionDigits: 1 }) }))));
   }
   const axis = h("svg:g", { class: "axis" }, h("svg:line", { x1: L, x2: W - R, y1: y(0), y2: y(0) }));
-  for (const litres of [0, top / 2, top]) axis.append(h("svg:text", { x: 2, y: y(litres) + 4 }, `${Math.round(litres)} L`));
+  for (const litres of [0, top / 2, top]) axis.append(h("svg:text", { x: 2, y: y(litres) + 4 }, t("{litres} L", { litres: Math.round(litres) })));
   for (let day = 0; day <= 7; day++) {
     const ms = startMs + day * 24 * hourMs;
-    axis.append(h("svg:text", { x: x(ms) - 12, y: H - 8 }, new Date(ms).toLocaleDateString(undefined, { month: "numeric", day: "numeric", timeZone })));
+    axis.append(h("svg:text", { x: x(ms) - 12, y: H - 8 }, new Date(ms).toLocaleDateString(state.lang, { month: "numeric", day: "numeric", timeZone })));
   }
   svg.append(axis);
   for (const alert of alerts) {
     const ms = Date.parse(alert.started_at);
     if (ms < startMs) continue;
-    svg.append(h("svg:g", {}, h("svg:title", {}, `${alert.kind} (${alert.severity}) #${alert.alert_id}`),
+    svg.append(h("svg:g", {}, h("svg:title", {}, `${label(KIND_TEXT, alert.kind)} (${label(SEVERITY_TEXT, alert.severity)}) #${alert.alert_id}`),
       h("svg:line", { class: "marker", x1: x(ms), x2: x(ms), y1: T, y2: y(0) }),
       h("svg:polygon", { class: "marker-head", points: `${x(ms) - 5},${T} ${x(ms) + 5},${T} ${x(ms)},${T + 8}` })));
   }
@@ -325,17 +412,18 @@ function usageChart(buckets, band, alerts, timeZone, startMs) {
 async function renderFleet() {
   const view = document.getElementById("view");
   const fleet = await api("/fleet/health");
-  const tiles = [["Devices", fleet.devices_total], ["Offline", fleet.offline], ["Low battery", fleet.low_battery],
-    ["Silent meters", fleet.silent_meters], ["Sequence gaps", fleet.with_seq_gaps]];
+  const tiles = [[N_("Devices"), fleet.devices_total], [N_("Offline"), fleet.offline], [N_("Low battery"), fleet.low_battery],
+    [N_("Silent meters"), fleet.silent_meters], [N_("Sequence gaps"), fleet.with_seq_gaps]];
+  const heads = [N_("Device"), N_("Household"), N_("Problems"), N_("Battery"), N_("Last seen"), N_("Missing messages (24 h)")];
   view.replaceChildren(
-    h("h2", {}, "Fleet health"),
-    h("div", { class: "tiles" }, tiles.map(([label, value]) => h("div", { class: "tile" }, h("strong", {}, value), label))),
-    fleet.problem_devices.length ? h("table", {}, h("caption", { class: "visually-hidden" }, "Devices with problems"),
-      h("thead", {}, h("tr", {}, ["Device", "Household", "Problems", "Battery", "Last seen", "Missing messages (24 h)"].map((t) => h("th", { scope: "col" }, t)))),
+    h("h2", {}, t("Fleet health")),
+    h("div", { class: "tiles" }, tiles.map(([name, value]) => h("div", { class: "tile" }, h("strong", {}, value), t(name)))),
+    fleet.problem_devices.length ? h("table", {}, h("caption", { class: "visually-hidden" }, t("Devices with problems")),
+      h("thead", {}, h("tr", {}, heads.map((head) => h("th", { scope: "col" }, t(head))))),
       h("tbody", {}, fleet.problem_devices.map((d) => h("tr", {}, h("td", {}, d.device_id),
         h("td", {}, h("a", { href: `#/household/${encodeURIComponent(d.household_id)}` }, d.household_id)),
-        h("td", {}, d.problems.map((p) => p.replaceAll("_", " ")).join(", ")), h("td", {}, d.battery_pct ?? "–"),
-        h("td", {}, d.last_seen_at ? `${age(d.last_seen_at)} ago` : "never"), h("td", {}, d.seq_gaps_24h))))) : h("p", { class: "empty" }, "No problems."));
+        h("td", {}, d.problems.map((p) => label(PROBLEM_TEXT, p)).join(t(", "))), h("td", {}, d.battery_pct ?? "–"),
+        h("td", {}, d.last_seen_at ? t("{age} ago", { age: age(d.last_seen_at) }) : t("never")), h("td", {}, d.seq_gaps_24h))))) : h("p", { class: "empty" }, t("No problems.")));
 }
 
 // ---- routing ---------------------------------------------------------------------------------------
@@ -344,7 +432,7 @@ async function render() {
   document.getElementById("login").hidden = signedIn;
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("logout").hidden = !signedIn;
-  document.getElementById("whoami").textContent = signedIn ? `${state.me.role} ${state.me.subject}${state.me.district ? ` · ${state.me.district}` : ""}` : "";
+  document.getElementById("whoami").textContent = signedIn ? `${label(ROLE_TEXT, state.me.role)} ${state.me.subject}${state.me.district ? ` · ${state.me.district}` : ""}` : "";
   const view = document.getElementById("view");
   if (!signedIn) { view.replaceChildren(); return; }
   clearInterval(state.ageTimer);
@@ -357,7 +445,7 @@ async function render() {
       state.ageTimer = setInterval(renderBoard, 30000);
     }
   } catch (error) {
-    view.replaceChildren(h("p", { class: "error", role: "alert" }, `Could not load: ${error.message}`));
+    view.replaceChildren(h("p", { class: "error", role: "alert" }, t("Could not load: {error}", { error: error.message })));
   }
 }
 
@@ -369,7 +457,7 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
     await signIn(document.getElementById("token").value.trim());
     document.getElementById("token").value = "";
     await render();
-  } catch (e) { error.textContent = "That token was not accepted."; }
+  } catch (e) { error.textContent = t("That token was not accepted."); }
 });
 document.getElementById("logout").addEventListener("click", signOut);
 document.getElementById("goto").addEventListener("submit", (event) => {
@@ -377,8 +465,15 @@ document.getElementById("goto").addEventListener("submit", (event) => {
   location.hash = `#/household/${encodeURIComponent(document.getElementById("goto-id").value.trim())}`;
 });
 window.addEventListener("hashchange", render);
+document.getElementById("lang").addEventListener("change", async (event) => {
+  localStorage.setItem("carewatch.lang", event.target.value);
+  await setLanguage(event.target.value);
+  stopStream();  // the stream's evidence comes in the language it was opened with
+  await render();
+});
 
 (async () => {
+  await setLanguage(chosenLanguage());
   if (token()) { try { state.me = await api("/whoami"); } catch { state.me = null; } }
   await render();
 })();

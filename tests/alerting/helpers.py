@@ -11,6 +11,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from alerting.service import AlertingConfig, apply_findings
+from schemas.evidence import Evidence, PlainText
 from schemas.findings import Finding
 from schemas.kinds import DEFAULT_SEVERITY, AlertKind, Severity
 
@@ -82,7 +83,7 @@ def finding(
         device_id=None,
         at=at,
         detected_at=at,
-        evidence=f"{kind.value} in {household_id}",
+        evidence=Evidence(message=PlainText(text=f"{kind.value} in {household_id}"), tz="Asia/Shanghai", as_of=at),
         detector="test",
     )
 

@@ -40,6 +40,7 @@ BODY_TESTS: dict[tuple[str, str], str] = {
     "test_caregiver_apps_read_only_their_own_topics",
     ("DELETE", "/caregivers/{caregiver_id}/app-credentials"): "test_broker_security.py::"
     "test_caregiver_apps_read_only_their_own_topics",
+    ("PATCH", "/caregivers/{caregiver_id}"): "api/test_languages.py::test_a_caregiver_sets_their_language",
     ("POST", "/devices"): "api/test_devices_fleet_readings.py::test_rotating_credentials_replaces_the_password",
     ("GET", "/devices"): "api/test_access.py::test_caregiver_sees_only_their_care_plans_with_404_for_the_rest",
     ("GET", "/devices/{device_id}"): "api/test_bodies.py::test_device_alert_and_whoami",
@@ -189,6 +190,7 @@ def test_caregivers_and_contacts(server: Served, world: World) -> None:
         "phone": "13700000000",
         "email": "",
         "webhook_url": "https://example.org/hook",
+        "locale": None,
     }
     assert created == expected  # the webhook secret is write-only
     fetched = _json(server, world.tokens.admin, "GET", "/caregivers/cg-body")

@@ -2,8 +2,9 @@
 
 Signs in with a caregiver token, claims and resolves an alert from the board, sees an alert opened by
 another process appear live (SSE), opens the household page with its chart, and checks the screenshots
-are not blank. With ``CAREWATCH_UPDATE_SCREENSHOTS=1`` the screenshots are also written to ``docs/img/``
-for the README (otherwise a test run leaves the tree untouched).
+are not blank. A browser set to Chinese gets the board and the household page in Chinese, and the
+language switch turns them to English. With ``CAREWATCH_UPDATE_SCREENSHOTS=1`` the screenshots are also
+written to ``docs/img/`` for the README (otherwise a test run leaves the tree untouched).
 
 Playwright never downloads a browser here: ``executable_path`` points at the system Chromium. The test
 is skipped (by an explicit marker) only where that binary is missing: ``scripts/bootstrap`` installs it.
@@ -16,7 +17,7 @@ import statistics
 import struct
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -24,6 +25,7 @@ import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
 from alerting.service import AlertingConfig, apply_findings
+from schemas.evidence import WaterRunning
 from schemas.kinds import AlertKind, Severity
 from tests.api.world import Served, World, finding
 
@@ -152,4 +154,68 @@ def test_phone_layout_and_keyboard(browser: Browser, server: Served, world: Worl
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     page.goto(server.url + "/#/fleet")
     expect(page.get_by_role("heading", name="Fleet health")).to_be_visible()
+    page.close()
+
+
+def test_the_page_in_chinese_with_a_switch_to_english(
+    browser: Browser, server: Served, world: World, database_url: str, tmp_path: Path
+) -> None:
+    """A browser set to Chinese gets the page in Chinese (board, live evidence, household page); the
+    switch turns it to English, and the choice outlives a reload."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server.url + "/")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    expect(page.get_by_role("heading", name="登录")).to_be_visible()
+    page.get_by_label("API 令牌").fill(world.tokens.op_a)
+    page.get_by_role("button", name="登录").click()
+    expect(page.locator("#whoami")).to_contain_text("值班员 op-a")
+    expect(page.locator("#live")).to_have_text("实时")
+    expect(page.locator("#nav")).to_contain_text("告警看板")
+    expect(page.get_by_role("heading", name="未处理告警")).to_be_visible()
+    expect(page.locator('section.column[data-severity="critical"] h3')).to_contain_text("紧急")
+
+    # An alert whose evidence is data arrives live, its kind and evidence in Chinese.
+    now = datetime.now(UTC)
+    running = WaterRunning(rate_lpm=12.5, since=now - timedelta(minutes=70), running_s=4200, litres=875)
+    with psycopg.connect(database_url) as conn:
+        (flow_id,) = apply_findings(
+            conn,
+            [finding("hh-a2", AlertKind.CONTINUOUS_FLOW, Severity.HIGH, now, "a2-smoke", message=running)],
+            now,
+            AlertingConfig(),
+        )
+    card = page.locator(f'li.card[data-alert-id="{flow_id}"]')
+    expect(card).to_be_visible(timeout=10_000)
+    expect(card.locator("h4")).to_contain_text("持续用水")
+    expect(card.locator(".evidence")).to_contain_text("每分钟 12.5 升")
+    expect(card.locator(".evidence")).to_contain_text("请给老人打电话")
+    expect(card.get_by_role("button", name="认领")).to_be_visible()
+    expect(card.get_by_role("button", name="处理完毕")).to_be_visible()
+    expect(card.locator(f"#outcome-{flow_id}")).to_contain_text("老人安好")
+    board = page.screenshot(path=_shot_path(tmp_path, "alert-board.zh-CN.png"), full_page=True)
+    assert png_pixel_spread(board)[1] > 5
+
+    page.goto(server.url + "/#/household/hh-a1")
+    expect(page.get_by_role("heading", name="住户 hh-a1")).to_be_visible()
+    expect(page.get_by_role("heading", name="照护计划")).to_be_visible()
+    expect(page.locator("#plan-title + ol")).to_contain_text("家属")
+    expect(page.locator("#plan-title + ol")).to_contain_text("老伙伴")
+    expect(page.get_by_role("heading", name="近 7 天每小时用水量")).to_be_visible()
+    expect(page.locator(".chart svg rect.bar").first).to_be_attached()
+    expect(page.locator("#dev-title + table")).to_contain_text("智能水表")
+    household = page.screenshot(path=_shot_path(tmp_path, "household.zh-CN.png"), full_page=True)
+    assert png_pixel_spread(household)[1] > 5
+
+    page.locator("#lang").select_option("en")
+    expect(page.get_by_role("heading", name="Care plan")).to_be_visible()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.reload()
+    expect(page.get_by_role("heading", name="Water use per hour, last 7 days")).to_be_visible()
+    expect(page.locator("#nav")).to_contain_text("Alert board")
+    assert page.evaluate("localStorage.getItem('carewatch.lang')") == "en"
+    page.goto(server.url + "/#/board")
+    expect(page.locator(f'li.card[data-alert-id="{flow_id}"] .evidence')).to_contain_text("water running at 12.5 L/min")
+    assert errors == []
     page.close()

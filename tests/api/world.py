@@ -26,6 +26,7 @@ from api.app import create_app
 from api.auth import create_token
 from carewatch.embedded import free_port
 from schemas.api import CaregiverCreate, CarePlanContactCreate, DeviceCreate, HouseholdCreate, ResidentCreate
+from schemas.evidence import Evidence, Message, PlainText
 from schemas.findings import Finding
 from schemas.kinds import AlertKind, CareRole, DeviceType, Severity
 from storage import registry
@@ -51,8 +52,14 @@ class World:
 
 
 def finding(
-    household_id: str, kind: AlertKind, severity: Severity, at: datetime, device_id: str | None = None
+    household_id: str,
+    kind: AlertKind,
+    severity: Severity,
+    at: datetime,
+    device_id: str | None = None,
+    message: Message | None = None,
 ) -> Finding:
+    """A finding with ``message`` as its evidence (default: a plain test text)."""
     return Finding(
         kind=kind,
         severity=severity,
@@ -60,7 +67,9 @@ def finding(
         device_id=device_id,
         at=at,
         detected_at=at,
-        evidence=f"{kind.value} test evidence",
+        evidence=Evidence(
+            message=message or PlainText(text=f"{kind.value} test evidence"), tz="Asia/Shanghai", as_of=at
+        ),
         detector="test",
     )
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from detectors import DetectorSuiteConfig, Engine
+from i18n import english
 from schemas.findings import AlertClosure, Finding, FindingAction
 from schemas.kinds import AlertKind, Severity
 from tests.detectors.helpers import HH, METER, at, readings
@@ -33,7 +34,7 @@ def test_backstop_counts_from_the_start_of_the_last_use_interval_and_ignores_dri
     found = inactivity(e.process(list(readings(at(20), at(34), [(at(21), 20.0), *drips]))))
     assert [(f.detector, f.at, f.detected_at) for f in found] == [("backstop:flat_12h", at(20.75), at(32.75))]
     assert found[0].severity is Severity.HIGH
-    assert found[0].evidence == (
+    assert english(found[0].evidence) == (
         "no water used for 12 h: none since 20:45 yesterday (5.5 L in drips over 12 h, reading at 08:45)"
     )
 
@@ -99,7 +100,7 @@ def test_registered_device_that_never_reports_goes_offline() -> None:
     assert e.next_timer() == at(9.5)
     [f] = e.tick(at(9.5))
     assert (f.kind, f.details["reason"]) == (AlertKind.DEVICE_OFFLINE, "never_heard")
-    assert "never reported since it was registered" in f.evidence
+    assert "never reported since it was registered" in english(f.evidence)
     restored = Engine(CFG, e.snapshots())
     assert restored.tick(at(20)) == []  # still offline: not raised again
 

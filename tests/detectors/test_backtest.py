@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from carewatch.backtest_cli import table
 from detectors import DetectorSuiteConfig, HouseholdSettings
 from detectors.backtest import replay
+from i18n import Language, messages
 from schemas.records import Record
 from tests.detectors.helpers import BUTTON, HH, METER, at, event, readings
 
@@ -20,4 +22,6 @@ def test_replay_counts_per_household_and_detector_after_warmup() -> None:
         (HH, "silence", "inactivity"): 1,
     }
     assert result.records == len(records)
-    assert "silence" in result.table()
+    text = table(result, messages(Language.EN))
+    assert "backstop:flat_12h" not in text
+    assert "silence" in text

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period
+from i18n import english
 from schemas.findings import AlertClosure, Finding, FindingAction
 from schemas.kinds import AlertKind, Severity
 from tests.detectors.helpers import BUTTON, HH, SMOKE, at, event
@@ -29,7 +30,7 @@ def test_sos_raises_critical_at_once_and_cancel_in_window_annotates() -> None:
     assert (sos.kind, sos.severity, sos.action) == (AlertKind.SOS, Severity.CRITICAL, FindingAction.RAISE)
     assert sos.at == at(9)
     assert sos.detected_at == at(9)
-    assert "09:00" in sos.evidence
+    assert "09:00" in english(sos.evidence)
     [cancel] = raised(e.process([event("cancel", at(9) + timedelta(seconds=20), seq=2)]))
     assert (cancel.kind, cancel.action) == (AlertKind.SOS, FindingAction.ANNOTATE)
     assert cancel.details == {"likely_accidental": True, "cancel_after_s": 20.0}
@@ -59,7 +60,7 @@ def test_service_request_is_normal_task_with_note() -> None:
     [f] = raised(e.process([rec]))
     assert (f.kind, f.severity) == (AlertKind.SERVICE_REQUEST, Severity.NORMAL)
     assert f.details == {"note": "meal"}
-    assert '"meal"' in f.evidence
+    assert '"meal"' in english(f.evidence)
 
 
 def test_smoke_alarm_hush_does_not_close_and_cleared_annotates() -> None:
@@ -69,7 +70,7 @@ def test_smoke_alarm_hush_does_not_close_and_cleared_annotates() -> None:
     assert alarm.notify_again
     [hush] = raised(e.process([event("hush", at(2.1), device=SMOKE, seq=2)]))
     assert hush.action is FindingAction.ANNOTATE
-    assert "not cleared" in hush.evidence
+    assert "not cleared" in english(hush.evidence)
     # The same fire, still sounding: an occurrence (raised, so a resolved alert cannot hide it), no news.
     [repeat] = raised(e.process([event("alarm", at(2.2), device=SMOKE, seq=3)]))
     assert (repeat.action, repeat.notify_again, repeat.details["repeat"]) == (FindingAction.RAISE, False, True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period
+from i18n import english
 from schemas.findings import FindingAction
 from schemas.kinds import AlertKind, Severity
 from tests.detectors.helpers import HH, METER, at, readings, sample
@@ -43,7 +44,7 @@ def test_fires_once_when_12h_pass_with_under_10_litres() -> None:
     assert f.detected_at == at(33)
     assert f.details["litres"] == 3.0
     assert f.details["rule"] == "flat_12h"
-    assert f.evidence == "less than 10 L in 12 h: 3.0 L since 21:00 yesterday (12 h, reading at 09:00)"
+    assert english(f.evidence) == "less than 10 L in 12 h: 3.0 L since 21:00 yesterday (12 h, reading at 09:00)"
 
 
 def test_no_refire_until_water_resumes_then_fires_again_after_another_12h() -> None:
@@ -107,7 +108,7 @@ def test_household_threshold_override() -> None:
     [f] = inactivity(e.process(list(readings(at(0), at(9), [(at(1), 15.0)]))))
     assert f.at == at(0)
     assert f.detected_at == at(8)
-    assert f.evidence.startswith("less than 20 L in 8 h: 15.0 L since 00:00")
+    assert english(f.evidence).startswith("less than 20 L in 8 h: 15.0 L since 00:00")
 
 
 def test_restart_mid_window_neither_forgets_nor_reraises() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import time, timedelta
 
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, QuietWindow
+from i18n import english
 from schemas.findings import FindingAction
 from schemas.kinds import AlertKind, Severity
 from tests.detectors.helpers import BUTTON, HH, METER, SMOKE, at, event, sample, status
@@ -30,7 +31,7 @@ def test_meter_silent_past_interval_times_grace_is_offline_not_inactive() -> Non
     assert (f.kind, f.severity, f.device_id) == (AlertKind.DEVICE_OFFLINE, Severity.NORMAL, "m1")
     assert f.at == at(10)
     assert f.detected_at == at(10.5)
-    assert "silent since 10:00 (expected every 15 min)" in f.evidence
+    assert "silent since 10:00 (expected every 15 min)" in english(f.evidence)
     assert e.tick(at(20)) == []
     # Nothing more until the silence rule's deadline: 12 h after the quiet began (no use seen since the
     # first reading), when no reading can prove use any more (tests/detectors/test_silence.py).
@@ -47,7 +48,7 @@ def test_whole_household_silent_at_once_is_one_finding() -> None:
     found = e.tick(at(10.5))
     assert len(found) == 1
     assert found[0].details["devices"] == ["m1", "c1", "s1"]
-    assert "whole home offline" in found[0].evidence
+    assert "whole home offline" in english(found[0].evidence)
     # The smoke alarm's and button's own (hourly x2) deadlines pass later: no more findings.
     assert e.tick(at(13)) == []
     # Back only when every device of the incident has been heard again.
@@ -75,7 +76,7 @@ def test_heard_before_its_last_will_is_back_without_negative_silence() -> None:
     [back] = e.process([sample(at(10.1), 100.0, received=at(10) - timedelta(minutes=5))])
     assert back.action is FindingAction.ANNOTATE
     assert back.at == at(10)
-    assert back.evidence == "back online at 10:00 after 0 min of silence"
+    assert english(back.evidence) == "back online at 10:00 after 0 min of silence"
 
 
 def test_low_battery_and_weak_signal_with_hysteresis() -> None:

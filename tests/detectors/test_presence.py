@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period
+from i18n import english
 from schemas.findings import AlertClosure, Finding, FindingAction
 from schemas.kinds import AlertKind
 from tests.detectors.helpers import BUTTON, HH, METER, SMOKE, at, event, readings
@@ -42,7 +43,7 @@ def test_a_press_resets_the_quiet_clock_and_the_evidence_says_so() -> None:
     # Not at 08:45 (12 h after the last use): the press showed the resident up at 09:12.
     [f] = found
     assert (f.at, f.detected_at) == (at(33.2), at(45.25))
-    assert "none since the call-button press at 09:12" in f.evidence
+    assert "none since 09:12 (when the call button was pressed)" in english(f.evidence)
     assert f.details["sign_of_life"] == {"signal": "press", "device_id": "c1", "at": at(33.2).isoformat()}
 
 
@@ -52,7 +53,7 @@ def test_a_smoke_alarm_test_resets_it_too_and_so_does_the_program_rule_window() 
     e.process([event("test", at(30), device=SMOKE)])
     [f] = inactivity(e.process(list(readings(at(21.25), at(44), register=120.0))))
     assert (f.detector, f.at, f.detected_at) == ("flat_rule:flat_12h", at(30), at(42))
-    assert "since the smoke alarm pressed at 06:00" in f.evidence
+    assert "since 06:00 (when the smoke alarm was pressed)" in english(f.evidence)
 
 
 def test_a_press_known_before_an_upload_covers_its_earlier_readings() -> None:
@@ -109,8 +110,9 @@ def test_the_check_in_lead_raises_the_backstop_earlier_on_the_meters_grid(
     start = at(21) - timedelta(minutes=step_min)
     assert (f.at, f.detected_at) == (start, start + timedelta(hours=quiet_h))
     assert f.detected_at + timedelta(seconds=lead_s) <= start + timedelta(hours=12)
-    if lead_s:
-        assert "(of 12 h: the resident is asked first)" in f.evidence
+    text = english(f.evidence)
+    assert text.startswith("no water used for 12 h")  # the window it keeps; quiet_s how much has passed
+    assert f.evidence.message.quiet_s == (f.detected_at - start).total_seconds()  # type: ignore[union-attr]
     # The program rule stays exactly as the programs write it.
     p = engine(PROGRAM, HouseholdSettings(checkin_lead_s=lead_s))
     [g] = inactivity(p.process(list(readings(at(20), at(36), [(at(21), 20.0)], step_min=step_min))))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from detectors import DetectorSuiteConfig, Engine
 from detectors.config import RoutineConfig
 from detectors.testing import PROFILES, Resident, hours_to_dt, meter_samples
+from i18n import english
 from schemas.kinds import AlertKind, DeviceType, Severity
 from schemas.records import DeviceInfo
 
@@ -34,7 +35,7 @@ def test_routine_fires_well_before_the_12h_rule_for_a_regular_resident() -> None
     # The backstop counts from the start of the interval whose reading last showed use (23:45-00:00):
     # the use may have been at 23:46, so 12 h without water are possible from 11:45 on (reading 12:00).
     assert flat[0].detected_at == hours_to_dt(fall + 10.0)
-    assert routine[0].evidence == (
+    assert english(routine[0].evidence) == (
         "at 08:15 on weekdays water has usually been used within the last 2 h (19 comparable days); "
         "none since 00:15; 0.0 L in 8 h"
     )

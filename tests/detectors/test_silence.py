@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from detectors import DetectorSuiteConfig, Engine, HouseholdSettings, Period
+from i18n import english
 from schemas.findings import AlertClosure, Finding, FindingAction
 from schemas.kinds import AlertKind, DeviceType, Severity
 from schemas.records import DeviceInfo
@@ -51,9 +52,10 @@ def test_a_meter_silent_after_a_long_quiet_cannot_confirm_the_resident_is_well()
     assert f.details["silent_since"] == at(26).isoformat()
     assert f.details["quiet_since"] == at(19).isoformat()
     assert f.details["devices"] == ["m1"]
-    assert "cannot confirm the resident is well" in f.evidence
-    assert "silent since 02:00" in f.evidence
-    assert "no water used since 19:00 yesterday" in f.evidence
+    text = english(f.evidence)
+    assert "cannot confirm the resident is well" in text
+    assert "silent since 02:00" in text
+    assert "no water used since 19:00 yesterday" in text
     # The meter's own silence was the usual DEVICE_OFFLINE notice, hours before (normal severity).
     [offline] = [g for g in found if g.kind is AlertKind.DEVICE_OFFLINE]
     assert (offline.detected_at, offline.severity) == (at(28), Severity.NORMAL)
@@ -118,7 +120,7 @@ def test_a_press_ends_the_latch_and_the_quiet_counts_from_it() -> None:
     e.process([event("service_request", at(32))])
     [f] = raised(run_until(e, 50))
     assert (f.at, f.detected_at) == (at(32), at(43) + (at(44) - at(43)) * 2 / 3)
-    assert "no water used since the call-button press at 08:00" in f.evidence
+    assert "no water used since 08:00 (when the call button was pressed)" in english(f.evidence)
     assert f.details["sign_of_life"] == {"signal": "press", "device_id": "c1", "at": at(32).isoformat()}
 
 
@@ -142,7 +144,9 @@ def test_a_whole_home_outage_is_one_finding_naming_the_silent_devices() -> None:
     found = run_until(e, 40)
     [f] = raised(found)
     assert f.details["devices"] == ["c1", "m1", "s1"]
-    assert "also silent: call button c1, smoke alarm s1" in f.evidence
+    text = english(f.evidence)
+    assert "also silent: call button c1 (last heard" in text
+    assert "smoke alarm s1 (last heard" in text
     [offline] = [g for g in found if g.kind is AlertKind.DEVICE_OFFLINE]
     assert sorted(offline.details["devices"]) == ["c1", "m1", "s1"]
 
