@@ -45,7 +45,7 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 import argparse
 import signal
 
-from bench.harness.faults import FULL, QUICK, SCENARIOS, run_scenario
+from bench.harness.faults import FULL, MEASUREMENTS, QUICK, SCENARIOS, run_scenario
 from bench.harness.services import missing_binaries
 
 
@@ -58,10 +58,13 @@ def main() -> int:
     args = parser.parse_args()
     if args.list:
         for scenario in SCENARIOS.values():
-            print(f"{scenario.name:<18} {scenario.what}")
+            print(f"{scenario.name:<24} {scenario.what}")
+        for scenario in MEASUREMENTS.values():
+            print(f"{scenario.name:<24} {scenario.what} (a measurement of a known loss, run only when named)")
         return 0
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SCENARIOS]
+    known = {**SCENARIOS, **MEASUREMENTS}
+    unknown = [n for n in names if n not in known]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; --list shows them")
     missing = missing_binaries()
@@ -72,7 +75,7 @@ def main() -> int:
     print(f"timing: {'quick' if args.quick else 'full'}: {timing}", flush=True)
     results = []
     for name in names:
-        scenario = SCENARIOS[name]
+        scenario = known[name]
         print(f"{name}: {scenario.what} ...", flush=True)
         result = run_scenario(scenario, timing, keep=args.keep)
         results.append(result)

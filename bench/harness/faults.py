@@ -121,7 +121,7 @@ class Stack:
     """One scenario's whole system; ``close`` tears everything down (also after a failure)."""
 
     def __init__(self, workdir: Path, timing: Timing, *, proxy: bool = False, receiver_delay_s: float = 0.0,
-                 small_disk_mb: int = 0) -> None:  # fmt: skip
+                 small_disk_mb: int = 0, share_group: str = "") -> None:  # fmt: skip
         self.workdir, self.timing = workdir, timing
         mosquitto = find_mosquitto()
         if mosquitto is None:
@@ -133,9 +133,9 @@ class Stack:
         self.node: Node | None = None
         self.fleet: Fleet | None = None
         self.disk: Path | None = None
-        self._build(proxy, receiver_delay_s, small_disk_mb)
+        self._build(proxy, receiver_delay_s, small_disk_mb, share_group)
 
-    def _build(self, proxy: bool, receiver_delay_s: float, small_disk_mb: int) -> None:
+    def _build(self, proxy: bool, receiver_delay_s: float, small_disk_mb: int, share_group: str) -> None:
         self.pg.init()
         self.pg.start()
         if small_disk_mb:
@@ -156,6 +156,8 @@ class Stack:
                "CAREWATCH_TOPIC_ROOT": ROOT, "CAREWATCH_APP_CHANNEL": "false", "CAREWATCH_LOG_LEVEL": "WARNING",
                "CAREWATCH_RETRY_BASE_S": "0.5", "CAREWATCH_RETRY_CAP_S": "5"}  # fmt: skip
         env.pop("CAREWATCH_CONFIG", None)
+        # One node alone subscribes without a share group (carewatch's default); a group is a measurement.
+        env["CAREWATCH_MQTT_SHARE_GROUP"] = share_group
         self.node = Node(f"faults-{uuid.uuid4().hex[:4]}", env, self.workdir)
         self.node.start()
         self.wait_ready()
@@ -211,6 +213,28 @@ def _broker_restart(sig: int) -> Inject:
         result.figures["autosave_interval_s"] = stack.broker.autosave_interval_s
 
     return inject
+
+
+def _broker_sigkill_backlog(stack: Stack, result: Result) -> None:
+    """The ingest paused (SIGSTOP) so the broker queues for it, then the broker SIGKILLed: what it loses is
+    everything it accepted since its last save and had not yet handed over."""
+    assert stack.node is not None  # noqa: S101
+    ingest, _ = stack.node.children(stack.mqtt_port)
+    if ingest is None:
+        raise ServiceError("could not find the ingest child process")
+    assert stack.fleet is not None  # noqa: S101
+    # Long and fast enough to fill the paused ingest's socket buffer (about 128 KiB: ~1,300 readings), so
+    # the broker itself holds a backlog when it dies.
+    stack.fleet.rate, published = stack.timing.rate * 10, stack.fleet.published
+    os.kill(ingest, signal.SIGSTOP)
+    try:
+        time.sleep(10.0)
+        stack.broker.stop(signal.SIGKILL)
+        result.figures["sent_while_paused"] = stack.fleet.published - published
+        stack.fleet.rate = stack.timing.rate
+        stack.broker.start()
+    finally:
+        os.kill(ingest, signal.SIGCONT)
 
 
 def _postgres_restart(stack: Stack, result: Result) -> None:
@@ -311,13 +335,22 @@ class Scenario:
     proxy: bool = False
     receiver_delay_s: float = 0.0
     small_disk_mb: int = 0
+    # Write the broker's persistence database before the stream (SIGUSR1, what an autosave does): the
+    # state of any broker that has been up for more than autosave_interval since the ingest subscribed.
+    broker_saved_first: bool = False
+    share_group: str = ""
 
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario("broker_sigterm", "Mosquitto stopped with SIGTERM mid-stream and started again", _broker_restart(15)),
-        Scenario("broker_sigkill", "Mosquitto killed with SIGKILL mid-stream and started again", _broker_restart(9)),
+        Scenario(
+            "broker_sigkill",
+            "Mosquitto killed with SIGKILL mid-stream (after an autosave), started again",
+            _broker_restart(9),
+            broker_saved_first=True,
+        ),
         Scenario("postgres_restart", "PostgreSQL stopped (fast) mid-stream and started again", _postgres_restart),
         Scenario("ingest_sigkill", "the ingest child killed with SIGKILL mid-batch", _ingest_sigkill),
         Scenario(
@@ -341,6 +374,32 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+# Measurements of known losses, run only when named (docs/operations.md, "Faults"): they show what the
+# broker itself loses, which no setting of carewatch can win back.
+MEASUREMENTS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "broker_sigkill_unsaved",
+            "Mosquitto SIGKILLed before any autosave since the ingest subscribed",
+            _broker_restart(9),
+        ),
+        Scenario(
+            "broker_sigkill_backlog",
+            "Mosquitto SIGKILLed while it queues for a paused ingest (after an autosave)",
+            _broker_sigkill_backlog,
+            broker_saved_first=True,
+        ),
+        Scenario(
+            "broker_sigterm_shared",
+            "Mosquitto 2.0 restarted (SIGTERM) under a $share subscription",
+            _broker_restart(15),
+            share_group="faults",
+        ),
+    )
+}
+
+
 def run_scenario(scenario: Scenario, timing: Timing, workroot: Path | None = None, keep: bool = False) -> Result:
     """Build the system, stream through the fault, prove the invariants; never raises (errors go in ``error``)."""
     result = Result(scenario.name)
@@ -354,7 +413,7 @@ def run_scenario(scenario: Scenario, timing: Timing, workroot: Path | None = Non
     stack: Stack | None = None
     try:
         stack = Stack(workdir, timing, proxy=scenario.proxy, receiver_delay_s=scenario.receiver_delay_s,
-                      small_disk_mb=scenario.small_disk_mb)  # fmt: skip
+                      small_disk_mb=scenario.small_disk_mb, share_group=scenario.share_group)  # fmt: skip
         _stream(stack, scenario, result)
         _prove(stack, result)
     except (ServiceError, psycopg.Error, OSError, RuntimeError) as exc:
@@ -383,6 +442,8 @@ def _stream(stack: Stack, scenario: Scenario, result: Result) -> None:
             count += 1
 
     presser = threading.Thread(target=incidents, name="incidents", daemon=True)
+    if scenario.broker_saved_first:
+        stack.broker.save()
     fleet.start()
     presser.start()
     try:

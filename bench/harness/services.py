@@ -222,6 +222,16 @@ class Broker:
                 raise ServiceError(f"mosquitto did not start on port {self.port}")
             time.sleep(0.05)
 
+    def save(self) -> None:
+        """Write the persistence database now (SIGUSR1: what an autosave does), and wait until it is written."""
+        assert self.process is not None  # noqa: S101
+        db = self.workdir / "mosquitto.db"
+        before = db.stat().st_mtime_ns if db.exists() else 0
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while (db.stat().st_mtime_ns if db.exists() else 0) == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM saves the persistence database before exiting; SIGKILL keeps only the last autosave."""
         if self.process is not None and self.process.poll() is None:
