@@ -38,6 +38,7 @@ class Fleet:
         self.acked: set[tuple[str, int]] = set()
         self.published = 0
         self.truths: list[TruthRecord] = []
+        self.pressed: dict[str, float] = {}  # household → sos publish time (unix), for latency
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, int], tuple[str, int]] = {}
         self._early: set[tuple[int, int]] = set()
@@ -113,6 +114,11 @@ class Fleet:
         self._publish(1, self._events, f"{self._root}/dev/{slot}-{index}/event", body, (f"{slot}-{index}", 1))
         return truth
 
+    def press(self, home: int) -> None:
+        """An ``sos`` press in household ``hh-{home}`` now (bench/failover.py measures its latency)."""
+        self.pressed[f"hh-{home}"] = time.time()
+        self.incident(home, ScenarioKind.EMERGENCY_PRESS)
+
     def stop_load(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
@@ -126,3 +132,5 @@ class Fleet:
         for client in (self._load, self._events):
             client.disconnect()
             client.loop_stop()
+
+    stop = close
