@@ -52,7 +52,7 @@ class Fleet:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(0.2, 1)
+        client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # paho's stub says int; it sleeps a float
         client.on_publish = lambda c, u, mid, rc, props: self._on_publish(index, mid)
         client.connect("127.0.0.1", self._port)
         client.loop_start()

@@ -34,7 +34,8 @@ class SlowReceiver(WebhookReceiver):
 
 def _serve_receiver(secret: str, delay_s: float, pipe: Connection) -> None:
     """Child process: a receiver answering the parent's commands over ``pipe``."""
-    receiver = SlowReceiver(secret=secret, delay_s=delay_s).start()
+    receiver = SlowReceiver(secret=secret, delay_s=delay_s)
+    receiver.start()
     pipe.send(receiver.url)
     while True:
         command, argument = pipe.recv()
@@ -45,7 +46,7 @@ def _serve_receiver(secret: str, delay_s: float, pipe: Connection) -> None:
         elif command == "keys":
             pipe.send(([(d.idempotency_key, d.body) for d in receiver.deliveries], receiver.repeats))
         elif command == "delay":
-            receiver.delay_s = argument
+            receiver.delay_s = float(argument)
             pipe.send(True)
         else:
             receiver.stop()
