@@ -16,6 +16,7 @@ says what each proves):
     broker_sigterm    Mosquitto restarted with SIGTERM mid-stream
     broker_sigkill    Mosquitto killed with SIGKILL mid-stream (what the autosave interval can lose)
     postgres_restart  PostgreSQL restarted (fast shutdown) mid-stream
+    postgres_sigkill  PostgreSQL's processes SIGKILLed mid-stream (a crash), started again
     ingest_sigkill    the ingest child SIGKILLed mid-batch (at 10x rate)
     dispatcher_kill   the dispatcher child SIGKILLed with a webhook request in flight
     run_sigkill       carewatch run's process group SIGKILLed and started again

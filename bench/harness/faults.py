@@ -243,6 +243,14 @@ def _postgres_restart(stack: Stack, result: Result) -> None:
     stack.pg.start()
 
 
+def _postgres_sigkill(stack: Stack, result: Result) -> None:
+    stack.pg.kill()
+    time.sleep(stack.timing.outage_s)
+    started = time.monotonic()
+    stack.pg.start()  # crash recovery from the WAL
+    result.figures["recovery_s"] = round(time.monotonic() - started, 1)
+
+
 def _ingest_sigkill(stack: Stack, result: Result) -> None:
     assert stack.node is not None  # noqa: S101
     assert stack.fleet is not None  # noqa: S101
@@ -352,6 +360,9 @@ SCENARIOS: dict[str, Scenario] = {
             broker_saved_first=True,
         ),
         Scenario("postgres_restart", "PostgreSQL stopped (fast) mid-stream and started again", _postgres_restart),
+        Scenario(
+            "postgres_sigkill", "PostgreSQL's postmaster and backends SIGKILLed, started again", _postgres_sigkill
+        ),
         Scenario("ingest_sigkill", "the ingest child killed with SIGKILL mid-batch", _ingest_sigkill),
         Scenario(
             "dispatcher_kill",
