@@ -21,6 +21,7 @@ says what each proves):
     dispatcher_kill   the dispatcher child SIGKILLed with a webhook request in flight
     run_sigkill       carewatch run's process group SIGKILLed and started again
     network_cut       every connection to the broker reset and refused for a minute (a TCP proxy)
+    network_cut_carewatch  the same for carewatch's connections only (devices go on; the broker queues)
     burst             ten times the normal rate for a minute
     disk_full         the database's filesystem (a tmpfs tablespace) full, then space given back
 

@@ -120,7 +120,7 @@ class Result:
 class Stack:
     """One scenario's whole system; ``close`` tears everything down (also after a failure)."""
 
-    def __init__(self, workdir: Path, timing: Timing, *, proxy: bool = False, receiver_delay_s: float = 0.0,
+    def __init__(self, workdir: Path, timing: Timing, *, proxy: str = "", receiver_delay_s: float = 0.0,
                  small_disk_mb: int = 0, share_group: str = "") -> None:  # fmt: skip
         self.workdir, self.timing = workdir, timing
         mosquitto = find_mosquitto()
@@ -135,7 +135,7 @@ class Stack:
         self.disk: Path | None = None
         self._build(proxy, receiver_delay_s, small_disk_mb, share_group)
 
-    def _build(self, proxy: bool, receiver_delay_s: float, small_disk_mb: int, share_group: str) -> None:
+    def _build(self, proxy: str, receiver_delay_s: float, small_disk_mb: int, share_group: str) -> None:
         self.pg.init()
         self.pg.start()
         if small_disk_mb:
@@ -161,7 +161,9 @@ class Stack:
         self.node = Node(f"faults-{uuid.uuid4().hex[:4]}", env, self.workdir)
         self.node.start()
         self.wait_ready()
-        self.fleet = Fleet(port=self.mqtt_port, topic_root=ROOT, meters=self.timing.meters, rate=self.timing.rate)
+        # The fleet goes through the proxy too unless only carewatch's link is to be cut.
+        fleet_port = self.mqtt_port if proxy == "all" else self.broker.port
+        self.fleet = Fleet(port=fleet_port, topic_root=ROOT, meters=self.timing.meters, rate=self.timing.rate)
 
     def wait_ready(self, timeout_s: float = 90.0) -> None:
         assert self.node is not None  # noqa: S101
@@ -340,7 +342,8 @@ class Scenario:
     name: str
     what: str
     inject: Inject
-    proxy: bool = False
+    # Who reaches the broker through the TCP proxy: "all" (devices and carewatch), "carewatch", or nobody.
+    proxy: str = ""
     receiver_delay_s: float = 0.0
     small_disk_mb: int = 0
     # Write the broker's persistence database before the stream (SIGUSR1, what an autosave does): the
@@ -372,7 +375,13 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("run_sigkill", "carewatch run's process group killed with SIGKILL, started again", _run_sigkill),
         Scenario(
-            "network_cut", "every connection to the broker reset and refused (TCP proxy)", _network_cut, proxy=True
+            "network_cut", "every connection to the broker reset and refused (TCP proxy)", _network_cut, proxy="all"
+        ),
+        Scenario(
+            "network_cut_carewatch",
+            "carewatch's connections to the broker reset and refused; devices go on publishing (the broker queues)",
+            _network_cut,
+            proxy="carewatch",
         ),
         Scenario("burst", "ten times the normal rate", _burst),
         Scenario(
