@@ -48,8 +48,13 @@ def missing_binaries() -> list[str]:
     for tool in ("initdb", "pg_ctl", "postgres"):
         if not (PG_BIN / tool).exists():
             missing.append(f"{PG_BIN / tool} (Debian package postgresql-15)")
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        missing.append("runuser (to run PostgreSQL as the postgres user)")
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            missing.append("runuser (to run PostgreSQL as the postgres user)")
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            missing.append("a postgres user (PostgreSQL refuses to run as root)")
     return missing
 
 
