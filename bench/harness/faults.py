@@ -543,6 +543,15 @@ def _prove(stack: Stack, result: Result) -> None:
         1 for found in wanted.values() if not any(keys_of.get(a, set()) & delivered for a in found)
     )
     result.undelivered = sum(1 for key, a, _ in notes if a in ids and key not in delivered)
+    first: dict[tuple[str, str], float] = {}
+    for body, at in receiver.results()[0]:
+        page = (str(body.get("household_id")), str(body.get("kind")))
+        first[page] = min(at, first.get(page, at))
+    waits = [first[(t.household_id, str(t.expected_alert))] - t.start_ms / 1000 for t in truths
+             if t.expected_alert is not None and (t.household_id, str(t.expected_alert)) in first]  # fmt: skip
+    if waits:
+        # Press (or alarm) published → its caregiver's webhook, the worst over the run (faults included).
+        result.figures["alert_max_s"] = round(max(waits), 1)
     if result.lost:
         result.figures["lost_devices"] = ",".join(sorted({d for d, _ in acked - set(stored)})[:5])
 
