@@ -529,9 +529,7 @@ def _prove(stack: Stack, result: Result) -> None:
     per_kind = Counter((h, k) for _, h, k in alerts)
     result.duplicated_alerts = sum(n - 1 for n in per_kind.values() if n > 1)
     new_pages = Counter(
-        (body.get("alert_id"), body.get("caregiver_id"), path_free(body))
-        for _, body in deliveries
-        if body.get("reason") == "new"
+        (body.get("alert_id"), body.get("caregiver_id")) for _, body in deliveries if body.get("reason") == "new"
     )
     result.duplicated_alerts += sum(n - 1 for n in new_pages.values() if n > 1)
     wanted = incident_alerts(alerts)
@@ -554,8 +552,3 @@ def _prove(stack: Stack, result: Result) -> None:
         result.figures["alert_max_s"] = round(max(waits), 1)
     if result.lost:
         result.figures["lost_devices"] = ",".join(sorted({d for d, _ in acked - set(stored)})[:5])
-
-
-def path_free(body: dict[str, object]) -> object:
-    """The kind of a notification (one ``new`` page per alert, caregiver and kind)."""
-    return body.get("kind")
