@@ -327,8 +327,14 @@ class TcpProxy:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with RST (linger 0): the peer sees the connection drop, as when a network path fails."""
+    """Drop the connection at once, as when a network path fails: the peer sees it end now.
+
+    ``shutdown`` first: a bare ``close`` does not wake the pump thread blocked in ``recv`` on the same
+    socket, and the kernel keeps the connection open until that call returns (the peers noticed the
+    cut only when the network came back)."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
