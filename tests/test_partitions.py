@@ -21,6 +21,7 @@ from carewatch.detector_runner import DetectorRunner
 from carewatch.partition_state import Partition
 from carewatch.partitions import PARTITIONS, LeaseKeeper, partition_of
 from detectors import DetectorSuiteConfig, Engine
+from schemas import evidence as ev
 from schemas.api import HouseholdCreate
 from schemas.findings import Finding
 from schemas.kinds import AlertKind, Severity
@@ -135,7 +136,7 @@ def _sos(minute: int) -> Finding:
         device_id="fence-button",
         at=at,
         detected_at=at,
-        evidence="sos pressed",
+        evidence=ev.Evidence(message=ev.SosPressed(at=at), tz="UTC", as_of=at),
         detector="call_button",
         notify_again=True,
     )

@@ -134,7 +134,7 @@ def test_claim_resolve_live_update_and_chart(
     expect(page.locator(".chart svg rect.bar").first).to_be_attached()
     expect(page.locator(".chart svg polygon.band")).to_have_count(1)
     expect(page.locator(".chart svg line.marker").first).to_be_attached()
-    expect(page.locator("#checkins tbody tr[data-checkin-status=waiting]")).to_contain_text("routine missed")
+    expect(page.locator("#checkins tbody tr[data-checkin-status=waiting]")).to_contain_text("missed routine")
     household = page.screenshot(path=_shot_path(tmp_path, "household.png"), full_page=True)
     assert png_pixel_spread(household)[1] > 5
     assert errors == []
