@@ -27,6 +27,7 @@ from api.deps import ApiContext
 from api.feed import AlertFeed
 from api.health import ReadinessCheck, database_check, dispatcher_backlog_check, run_checks
 from api.ratelimit import ApiLimiter, RateLimits
+from api.report.render import stylesheet_csp_source
 from api.routes import (
     admin,
     alert_actions,
@@ -56,7 +57,11 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-_PAGE_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+# The monthly report's stylesheet by its hash: the page shows the report in a sandboxed srcdoc frame.
+_PAGE_CSP = (
+    f"default-src 'self'; img-src 'self' data:; style-src 'self' {stylesheet_csp_source()}; script-src 'self';"
+    " frame-ancestors 'none'"
+)
 
 
 def _utcnow() -> datetime:

@@ -1,8 +1,9 @@
 // carewatch web page: one vanilla JS module, no build step.
-// Views (hash routes): #/board (alert board, live over SSE), #/household/<id>, #/fleet.
+// Views (hash routes): #/board (alert board, live over SSE), #/household/<id>, #/fleet, #/report.
 // The token lives in sessionStorage and is sent as a bearer header; the SSE stream is read with fetch()
 // because EventSource cannot send headers (and a token in the URL would land in access logs).
-// DOM is built with createElement/textContent only: no server data is ever parsed as HTML.
+// DOM is built with createElement/textContent only: no server data is ever parsed as HTML in the page
+// (the monthly report, HTML rendered by the server, is shown in a sandboxed frame of its own).
 // Languages: English and Simplified Chinese. The choice (the switch in the header, remembered in
 // localStorage; else the browser's languages) sets <html lang>, the page's text (t(), from the gettext
 // catalogue "web" served as /i18n/<lang>.json) and the API's Accept-Language, so alert evidence and
@@ -426,12 +427,79 @@ async function renderFleet() {
         h("td", {}, d.last_seen_at ? t("{age} ago", { age: age(d.last_seen_at) }) : t("never")), h("td", {}, d.seq_gaps_24h))))) : h("p", { class: "empty" }, t("No problems.")));
 }
 
+// ---- monthly report (staff) ------------------------------------------------------------------------
+// The server renders the report (the same HTML as `carewatch report`); the page shows it in a sandboxed
+// srcdoc frame (no scripts, an opaque origin) and downloads the PDF and CSV with the bearer token.
+const STAFF = ["admin", "operator"];
+
+function lastMonth() {
+  const now = new Date();
+  const first = new Date(now.getFullYear(), now.getMonth() - 1, 1);
+  return `${first.getFullYear()}-${String(first.getMonth() + 1).padStart(2, "0")}`;
+}
+
+function reportQuery(form, format) {
+  const query = new URLSearchParams({ month: form.month.value, format, lang: state.lang });
+  if (form.district && form.district.value.trim()) query.set("district", form.district.value.trim());
+  return `/reports/monthly?${query}`;
+}
+
+async function fetchReport(path) {
+  const response = await fetch(API + path, { headers: { Authorization: `Bearer ${token()}`, "Accept-Language": state.lang } });
+  if (response.status === 401) { signOut(); throw new Error(t("signed out")); }
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    throw new Error(body && (body.detail || body.title) || response.statusText);
+  }
+  return response;
+}
+
+async function download(form, format) {
+  const response = await fetchReport(reportQuery(form, format));
+  const url = URL.createObjectURL(await response.blob());
+  const link = h("a", { href: url, download: `carewatch-report-${form.month.value}.${format}` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+async function renderReport() {
+  const view = document.getElementById("view");
+  const status = h("p", { class: "hint", role: "status" });
+  const frame = h("iframe", { class: "report", sandbox: "", title: t("Monthly report") });
+  const district = state.me.role === "admin"
+    ? [h("label", { for: "report-district" }, t("District (empty: all)")), h("input", { id: "report-district", name: "district", autocomplete: "off" })]
+    : [];
+  const form = h("form", { class: "report-form" },
+    h("label", { for: "report-month" }, t("Month")),
+    h("input", { id: "report-month", name: "month", type: "month", required: "", value: lastMonth() }),
+    ...district,
+    h("button", { type: "submit" }, t("Show")),
+    h("button", { type: "button", "data-format": "pdf" }, t("Download PDF")),
+    h("button", { type: "button", "data-format": "csv" }, t("Download CSV")));
+  const show = async () => {
+    status.textContent = t("Loading…");
+    try {
+      frame.srcdoc = await (await fetchReport(reportQuery(form, "html"))).text();
+      status.textContent = "";
+    } catch (error) { status.textContent = t("Could not load: {error}", { error: error.message }); }
+  };
+  form.addEventListener("submit", (event) => { event.preventDefault(); show(); });
+  form.querySelectorAll("button[data-format]").forEach((button) => button.addEventListener("click", async () => {
+    try { await download(form, button.dataset.format); } catch (error) { status.textContent = t("Could not load: {error}", { error: error.message }); }
+  }));
+  view.replaceChildren(h("h2", {}, t("Monthly report")), form, status, frame);
+  await show();
+}
+
 // ---- routing ---------------------------------------------------------------------------------------
 async function render() {
   const signedIn = Boolean(state.me);
   document.getElementById("login").hidden = signedIn;
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("logout").hidden = !signedIn;
+  document.getElementById("nav-report").hidden = !(signedIn && STAFF.includes(state.me.role));
   document.getElementById("whoami").textContent = signedIn ? `${label(ROLE_TEXT, state.me.role)} ${state.me.subject}${state.me.district ? ` · ${state.me.district}` : ""}` : "";
   const view = document.getElementById("view");
   if (!signedIn) { view.replaceChildren(); return; }
@@ -440,6 +508,7 @@ async function render() {
   try {
     if (route.startsWith("household/")) await renderHousehold(decodeURIComponent(route.slice("household/".length)));
     else if (route === "fleet") await renderFleet();
+    else if (route === "report") await renderReport();
     else {
       await loadBoard();
       state.ageTimer = setInterval(renderBoard, 30000);

@@ -162,9 +162,11 @@ def test_the_page_in_chinese_with_a_switch_to_english(
 ) -> None:
     """A browser set to Chinese gets the page in Chinese (board, live evidence, household page); the
     switch turns it to English, and the choice outlives a reload."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN", accept_downloads=True)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     page.goto(server.url + "/")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     expect(page.get_by_role("heading", name="登录")).to_be_visible()
@@ -208,7 +210,23 @@ def test_the_page_in_chinese_with_a_switch_to_english(
     household = page.screenshot(path=_shot_path(tmp_path, "household.zh-CN.png"), full_page=True)
     assert png_pixel_spread(household)[1] > 5
 
+    # The district's monthly report, as the server renders it, in the page's language and styles.
+    page.goto(server.url + "/#/report")
+    expect(page.get_by_role("heading", name="月度报告")).to_be_visible()
+    page.get_by_label("月份").fill(now.strftime("%Y-%m"))  # this running month holds the world's alerts
+    page.get_by_role("button", name="查看").click()
+    report = page.frame_locator("iframe.report")
+    expect(report.locator("h1")).to_contain_text("居家安全监测月报")
+    expect(report.locator(".chart img").first).to_be_visible()
+    # The report's own stylesheet applies (the page's CSP allows it by its hash, nothing else inline).
+    expect(report.locator("h2").first).to_have_css("border-bottom-style", "solid")
+    assert not [m for m in console if "Content Security Policy" in m], console
+    with page.expect_download() as pdf:
+        page.get_by_role("button", name="下载 PDF").click()
+    assert pdf.value.suggested_filename.endswith(".pdf")
+
     page.locator("#lang").select_option("en")
+    page.goto(server.url + "/#/household/hh-a1")
     expect(page.get_by_role("heading", name="Care plan")).to_be_visible()
     expect(page.locator("html")).to_have_attribute("lang", "en")
     page.reload()
