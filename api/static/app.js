@@ -51,9 +51,14 @@ const PROBLEM_TEXT = {
 };
 const label = (table, value) => (value in table ? t(table[value]) : String(value).replaceAll("_", " "));
 
-function chosenLanguage() {
+async function chosenLanguage() {
   const saved = localStorage.getItem("carewatch.lang");
   if (LANGUAGES.includes(saved)) return saved;
+  // The installation's default (the demo's is zh-CN), before the browser's own preference.
+  try {
+    const chosen = (await (await fetch("/i18n/default.json")).json()).language;
+    if (LANGUAGES.includes(chosen)) return chosen;
+  } catch { /* no default: the browser decides */ }
   for (const tag of navigator.languages || [navigator.language || ""]) {
     const primary = String(tag).toLowerCase().split("-")[0];
     if (primary === "zh") return "zh-CN";
@@ -473,7 +478,7 @@ document.getElementById("lang").addEventListener("change", async (event) => {
 });
 
 (async () => {
-  await setLanguage(chosenLanguage());
+  await setLanguage(await chosenLanguage());
   if (token()) { try { state.me = await api("/whoami"); } catch { state.me = null; } }
   await render();
 })();
