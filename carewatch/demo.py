@@ -66,7 +66,7 @@ from simulator.publisher import DevicePublisher, MqttTarget
 from simulator.responder import CheckinResponder
 from simulator.scenarios import ScenarioKind
 from simulator.timefmt import to_ms
-from storage import migrate, registry
+from storage import household_settings, migrate, registry
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ def run_demo(settings: Settings, *, duration_s: float | None, homes: int, speed:
         if history:
             # In the history the tap's resident has not answered yet: the check-in is still asking.
             quiet = frozenset(fleet.homes[i.home].household_id for i in asking)
+            _slow_to_answer(database_url, quiet)
             seeded = _seed(database_url, fleet, simulation, live_start, replace(answers, down=answers.down | quiet))
             live = seeded.later
             print(
@@ -215,6 +216,21 @@ def _provision(database_url: str, fleet: Fleet, receiver: WebhookReceiver, *, re
         )
         with conn.transaction():
             registry.backdate_registration(conn, [home.household_id for home in fleet.homes], registered)
+
+
+# A resident who takes long to reach the button: their household waits longer at each check-in
+# attempt (a per-household override, docs/alerting.md), so the demo opens with that check-in asking.
+SLOW_CHECKIN = {"wait_s": 1800, "attempts": 2, "channels": ["button", "voice"]}
+
+
+def _slow_to_answer(database_url: str, households: Iterable[str]) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        for household_id in households:
+            current = household_settings.get(conn, household_id, for_update=True)
+            if current is not None:
+                settings = current[1]
+                settings["checkin"] = {**settings.get("checkin", {}), "continuous_flow": SLOW_CHECKIN}
+                household_settings.put(conn, household_id, settings)
 
 
 def _seed(

@@ -58,18 +58,21 @@ from ingest.decode import DecodePolicy, decode
 from schemas.findings import Finding
 from schemas.intake import Accepted
 from schemas.kinds import AlertKind, CheckinAnswer, Outcome
-from schemas.records import DeviceInfo, Record
+from schemas.records import DeviceInfo, Record, StatusReport
 from simulator.answers import ResidentAnswers
 from simulator.payloads import SimMessage
 from simulator.timefmt import from_ms, to_ms
 from storage import detector_state, feed, history, outbox
+from storage.devices import record_last_seen, record_status
 from storage.messages import prepare_connection, store_batch
 
 log = logging.getLogger(__name__)
 
 STORE_BATCH = 20_000
 # Alerts paged this close to the live moment are left as people would have left them (not all done).
-RECENT = timedelta(hours=6)
+RECENT = timedelta(hours=18)
+# Someone claims an alert once a notification reached them; until then they look again this often.
+CLAIM_RETRY = timedelta(minutes=30)
 VISITED_SHARE = 0.85  # homes visited in a month: most, not all (the report lists the others)
 
 # What an alert of each kind usually turned out to be, with weights (an informed guess, not data).
@@ -183,6 +186,14 @@ def _store(
         with conn.transaction():
             result = store_batch(conn, accepted[i : i + STORE_BATCH], [])
         records.extend(record for item in result.new for record in item.records)
+    # Device health for the API, as the detector runner keeps it live.
+    seen: dict[str, datetime] = {}
+    for record in records:
+        if record.received_at > seen.get(record.device_id, record.received_at - timedelta(seconds=1)):
+            seen[record.device_id] = record.received_at
+    with conn.transaction():
+        record_last_seen(conn, seen.items())
+        record_status(conn, [record for record in records if isinstance(record, StatusReport)])
     return records, later, len(accepted)
 
 
@@ -211,7 +222,8 @@ def _store_detector_state(conn: psycopg.Connection, engine: Engine, start: datet
 
 
 def _plan_visits(conn: psycopg.Connection, timeline: _Timeline, start: datetime, end: datetime, seed: int) -> int:
-    """Each local month, most homes get a visit from their volunteer on a weekday daytime."""
+    """Each local month, most homes get a visit from their volunteer, in the daytime, around the same
+    day of the month each time (so most intervals stay within the 30 days the programs ask for)."""
     rows = conn.execute(
         "SELECT h.household_id, h.timezone, (SELECT caregiver_id FROM care_plan_contacts c"
         "  WHERE c.household_id = h.household_id ORDER BY tier, caregiver_id LIMIT 1)"
@@ -224,10 +236,12 @@ def _plan_visits(conn: psycopg.Connection, timeline: _Timeline, start: datetime,
         zone = ZoneInfo(timezone)
         local = start.astimezone(zone)
         month = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        usual = random.Random(f"{seed}:visit-day:{household_id}").randint(4, 22)
         while month < end:
             rng = random.Random(f"{seed}:visit:{household_id}:{month:%Y-%m}")
             if rng.random() < VISITED_SHARE:
-                at = month.replace(day=rng.randint(1, 28), hour=rng.randint(9, 16), minute=rng.randrange(0, 60, 5))
+                day = usual + rng.randint(-3, 3)
+                at = month.replace(day=day, hour=rng.randint(9, 16), minute=rng.randrange(0, 60, 5))
                 if start <= at < end:
                     timeline.at(at, partial(_visit, conn, household_id, caregiver, at))
                     planned += 1
@@ -371,7 +385,7 @@ class _People:
             self.timeline.at(later, lambda: self._resolve(alert_id, None, outcome, later))
             return
         keep_open = recent and fate < 0.75  # claimed, still being dealt with
-        self.timeline.at(claim_at, lambda: self._claim(alert_id, claim_at, None if keep_open else (outcome, done_at)))
+        self.timeline.at(claim_at, partial(self._claim, alert_id, claim_at, None if keep_open else (outcome, done_at)))
 
     def _claim(self, alert_id: int, at: datetime, then: tuple[Outcome, datetime] | None) -> None:
         row = self.conn.execute(
@@ -380,7 +394,11 @@ class _People:
             (alert_id,),
         ).fetchone()
         if row is None:
-            return  # nobody was reached
+            # Nobody reached yet (quiet hours hold low-severity news until morning): look again later.
+            later = at + CLAIM_RETRY
+            shifted = None if then is None else (then[0], then[1] + CLAIM_RETRY)
+            self.timeline.at(later, partial(self._claim, alert_id, later, shifted))
+            return
         try:
             claim_alert(self.conn, alert_id, row[0], at, self.config)
         except AlertConflictError:

@@ -326,7 +326,8 @@ async function renderHousehold(householdId) {
   }
   view.replaceChildren(
     h("h2", {}, t("Household {id}", { id: household.household_id })),
-    h("p", { class: "meta" }, `${household.district || t("no district")} · ${household.timezone}`),
+    h("p", { class: "meta" }, [household.name, [household.district || t("no district"), household.committee].filter(Boolean).join(" "),
+      household.timezone].filter(Boolean).join(" · ")),
     h("div", { class: "grid2" },
       h("section", { class: "panel", "aria-labelledby": "res-title" }, h("h3", { id: "res-title" }, t("Residents")),
         h("ul", {}, residents.map((r) => h("li", {}, r.birth_year ? t("{name} (born {year})", { name: r.name, year: r.birth_year }) : r.name,
@@ -335,13 +336,16 @@ async function renderHousehold(householdId) {
         plan.length ? h("ol", {}, plan.map((c) => h("li", {}, t("{caregiver} · {role} · tier {tier}", { caregiver: c.caregiver_id, role: label(ROLE_TEXT, c.role), tier: c.tier }))))
           : h("p", { class: "empty" }, t("No contacts")))),
     h("section", { class: "panel chart", "aria-labelledby": "chart-title" },
-      h("h3", { id: "chart-title" }, t("Water use per hour, last 7 days")), chart,
+      h("h3", { id: "chart-title" }, t("Water use per hour, last 7 days")), h("div", { class: "chart-scroll" }, chart),
       h("p", { class: "legend" }, h("span", { class: "l-use" }, t("litres per hour")),
         h("span", { class: "l-band" }, t("normal band (10th–90th percentile, last 28 days)")), h("span", { class: "l-alert" }, t("alert")))),
     h("section", { class: "panel", "aria-labelledby": "checkin-title" }, h("h3", { id: "checkin-title" }, t("Check-ins with the resident")),
       checkins.length ? checkinTable(checkins) : h("p", { class: "empty" }, t("No check-ins"))),
     h("section", { class: "panel", "aria-labelledby": "dev-title" }, h("h3", { id: "dev-title" }, t("Devices")), deviceTable(devices.items)),
   );
+  // On a phone the week scrolls sideways: start at its latest day.
+  const scroller = view.querySelector(".chart-scroll");
+  if (scroller) scroller.scrollLeft = scroller.scrollWidth;
 }
 
 function checkinTable(checkins) {
@@ -400,7 +404,9 @@ function usageChart(buckets, band, alerts, timeZone, startMs) {
   for (const litres of [0, top / 2, top]) axis.append(h("svg:text", { x: 2, y: y(litres) + 4 }, t("{litres} L", { litres: Math.round(litres) })));
   for (let day = 0; day <= 7; day++) {
     const ms = startMs + day * 24 * hourMs;
-    axis.append(h("svg:text", { x: x(ms) - 12, y: H - 8 }, new Date(ms).toLocaleDateString(state.lang, { month: "numeric", day: "numeric", timeZone })));
+    // The first and last labels are anchored inside the chart, so neither is cut at its edge.
+    const anchor = day === 0 ? "start" : day === 7 ? "end" : "middle";
+    axis.append(h("svg:text", { x: x(ms), y: H - 8, "text-anchor": anchor }, new Date(ms).toLocaleDateString(state.lang, { month: "numeric", day: "numeric", timeZone })));
   }
   svg.append(axis);
   for (const alert of alerts) {
