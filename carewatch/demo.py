@@ -47,7 +47,7 @@ import psycopg
 
 from api.auth import create_token
 from carewatch import embedded
-from carewatch.demo_history import SeedResult, seed_history
+from carewatch.demo_history import seed_history
 from carewatch.provision import CareTeam, provision_fleet, resident_phone
 from carewatch.runtime import Pipeline
 from carewatch.settings import Settings
@@ -64,7 +64,7 @@ from simulator.payloads import SimMessage
 from simulator.phone_gateway import FakePhoneGateway
 from simulator.publisher import DevicePublisher, MqttTarget
 from simulator.responder import CheckinResponder
-from simulator.scenarios import ScenarioKind
+from simulator.scenarios import Incident, ScenarioKind
 from simulator.timefmt import to_ms
 from storage import household_settings, migrate, registry
 
@@ -129,25 +129,7 @@ def run_demo(settings: Settings, *, duration_s: float | None, homes: int, speed:
         )
         live: Iterable[SimMessage] = simulation
         if history:
-            # In the history the tap's resident has not answered yet: the check-in is still asking.
-            quiet = frozenset(fleet.homes[i.home].household_id for i in asking)
-            _slow_to_answer(database_url, quiet)
-            seeded = _seed(database_url, fleet, simulation, live_start, replace(answers, down=answers.down | quiet))
-            live = seeded.later
-            print(
-                say(
-                    N_(
-                        "demo: seeded {days} days of history in {seconds} s: {messages} messages, {alerts} alerts,"
-                        " {visits} home visits"
-                    ),
-                    days=(live_start - start).days,
-                    seconds=f"{sum(seeded.timings.values()):.1f}",
-                    messages=seeded.messages,
-                    alerts=sum(seeded.alerts.values()),
-                    visits=seeded.visits,
-                ),
-                flush=True,
-            )
+            live = _seed(database_url, fleet, simulation, start, live_start, answers, asking, say)
         if settings.page_language is None:
             settings = settings.model_copy(update={"page_language": Language.ZH_CN.value})
         settings = settings.model_copy(update=_checkin_settings(settings, gateway))
@@ -234,11 +216,44 @@ def _slow_to_answer(database_url: str, households: Iterable[str]) -> None:
 
 
 def _seed(
-    database_url: str, fleet: Fleet, simulation: Iterable[SimMessage], live_start: datetime, answers: ResidentAnswers
-) -> SeedResult:
+    database_url: str,
+    fleet: Fleet,
+    simulation: Iterable[SimMessage],
+    start: datetime,
+    live_start: datetime,
+    answers: ResidentAnswers,
+    asking: list[Incident],
+    say: Messages,
+) -> list[SimMessage]:
+    """Seed the history up to ``live_start``; returns the messages to publish live."""
+    # In the history the tap's resident has not answered yet: the check-in is still asking.
+    quiet = frozenset(fleet.homes[i.home].household_id for i in asking)
+    _slow_to_answer(database_url, quiet)
     devices = {info.device_id: info for info in fleet.device_infos()}
     with psycopg.connect(database_url, autocommit=True) as conn:
-        return seed_history(conn, simulation, devices, end=live_start, answers=answers, seed=DEMO_SEED)
+        seeded = seed_history(
+            conn,
+            simulation,
+            devices,
+            end=live_start,
+            answers=replace(answers, down=answers.down | quiet),
+            seed=DEMO_SEED,
+        )
+    print(
+        say(
+            N_(
+                "demo: seeded {days} days of history in {seconds} s: {messages} messages, {alerts} alerts,"
+                " {visits} home visits"
+            ),
+            days=(live_start - start).days,
+            seconds=f"{sum(seeded.timings.values()):.1f}",
+            messages=seeded.messages,
+            alerts=sum(seeded.alerts.values()),
+            visits=seeded.visits,
+        ),
+        flush=True,
+    )
+    return seeded.later
 
 
 @contextlib.contextmanager
