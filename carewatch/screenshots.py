@@ -128,6 +128,7 @@ def _page(browser: Browser, demo: RunningDemo, layout: Layout, language: str) ->
         has_touch=layout.mobile,
         device_scale_factor=2 if layout.mobile else 1,
         locale="en-US",
+        timezone_id="Asia/Shanghai",  # where the demo's readers are
     )
     if language == "en":
         context.add_init_script("localStorage.setItem('carewatch.lang', 'en')")

@@ -340,7 +340,7 @@ async function renderHousehold(householdId) {
       h("p", { class: "legend" }, h("span", { class: "l-use" }, t("litres per hour")),
         h("span", { class: "l-band" }, t("normal band (10th–90th percentile, last 28 days)")), h("span", { class: "l-alert" }, t("alert")))),
     h("section", { class: "panel", "aria-labelledby": "checkin-title" }, h("h3", { id: "checkin-title" }, t("Check-ins with the resident")),
-      checkins.length ? checkinTable(checkins) : h("p", { class: "empty" }, t("No check-ins"))),
+      checkins.length ? checkinTable(checkins, household.timezone) : h("p", { class: "empty" }, t("No check-ins"))),
     h("section", { class: "panel", "aria-labelledby": "dev-title" }, h("h3", { id: "dev-title" }, t("Devices")), deviceTable(devices.items)),
   );
   // On a phone the week scrolls sideways: start at its latest day.
@@ -348,8 +348,9 @@ async function renderHousehold(householdId) {
   if (scroller) scroller.scrollLeft = scroller.scrollWidth;
 }
 
-function checkinTable(checkins) {
-  const when = (iso) => new Date(iso).toLocaleString(state.lang, { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+function checkinTable(checkins, timeZone) {
+  // In the household's time zone, like the chart and the evidence (not the reader's).
+  const when = (iso) => new Date(iso).toLocaleString(state.lang, { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone });
   const result = (c) => c.status === "answered" ? `${label(ANSWER_TEXT, c.answer)} (${label(VIA_TEXT, c.answered_via)})`
     : c.status === "unanswered" ? t("no answer: care plan paged") : c.status === "waiting" ? t("waiting") : t("cancelled");
   return h("table", { id: "checkins" }, h("caption", { class: "visually-hidden" }, t("Check-ins with the resident, newest first")),
