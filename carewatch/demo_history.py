@@ -70,7 +70,9 @@ log = logging.getLogger(__name__)
 
 STORE_BATCH = 20_000
 # Alerts paged this close to the live moment are left as people would have left them (not all done).
-RECENT = timedelta(hours=18)
+RECENT = timedelta(hours=36)
+# What people did with those, in turn: claimed and still being dealt with, not claimed yet, done.
+RECENT_FATES = ("claimed", "unclaimed", "done")
 # Someone claims an alert once a notification reached them; until then they look again this often.
 CLAIM_RETRY = timedelta(minutes=30)
 VISITED_SHARE = 0.85  # homes visited in a month: most, not all (the report lists the others)
@@ -275,13 +277,17 @@ class _Timeline:
             heapq.heappush(self.events, _Event(when, next(self.counter), action))
 
     def run(self, on_step: Callable[[datetime], None]) -> None:
-        while self.events:
-            event = heapq.heappop(self.events)
-            self._escalate_until(event.at, on_step)
-            with self.conn.transaction():
-                event.action()
-            on_step(event.at)
-        self._escalate_until(self.end, on_step)
+        while True:
+            while self.events:
+                event = heapq.heappop(self.events)
+                self._escalate_until(event.at, on_step)
+                with self.conn.transaction():
+                    event.action()
+                on_step(event.at)
+            # The last escalations before the live moment may plan deliveries before it, too.
+            self._escalate_until(self.end, on_step)
+            if not self.events:
+                return
 
     def _escalate_until(self, until: datetime, on_step: Callable[[datetime], None]) -> None:
         while True:
@@ -317,6 +323,7 @@ class _People:
         self.seed = seed
         self.end = end
         self.seen: set[tuple[str, int]] = set()
+        self.recent = 0  # recent alerts paged so far (RECENT_FATES in turn)
 
     def _rng(self, what: str, ident: object) -> random.Random:
         return random.Random(f"{self.seed}:{what}:{ident}")
@@ -337,14 +344,14 @@ class _People:
         ).fetchall():
             if ("checkin", alert_id) not in self.seen:
                 self.seen.add(("checkin", alert_id))
-                self._plan_answer(checkin_id, household_id, started, AlertKind(kind))
-        for alert_id, kind, severity, paged_at in self.conn.execute(
-            "SELECT alert_id, kind, severity, paged_at FROM alerts"
+                self._plan_answer(checkin_id, alert_id, household_id, started, AlertKind(kind))
+        for alert_id, household_id, kind, severity, paged_at in self.conn.execute(
+            "SELECT alert_id, household_id, kind, severity, paged_at FROM alerts"
             " WHERE paged_at IS NOT NULL AND status IN ('open', 'notified') AND kind <> 'visit_overdue'"
         ).fetchall():
             if ("claim", alert_id) not in self.seen:
                 self.seen.add(("claim", alert_id))
-                self._plan_claim(alert_id, AlertKind(kind), severity, paged_at)
+                self._plan_claim(alert_id, household_id, AlertKind(kind), severity, paged_at)
 
     def _deliver(self, notification_id: int, alert_id: int, caregiver: str | None, at: datetime) -> None:
         if self._rng("dead", notification_id).random() < 0.02:
@@ -354,12 +361,15 @@ class _People:
         if caregiver is not None:
             outbox.mark_alert_notified(self.conn, alert_id, at)
 
-    def _plan_answer(self, checkin_id: str, household_id: str, started: datetime, kind: AlertKind) -> None:
+    def _plan_answer(
+        self, checkin_id: str, alert_id: int, household_id: str, started: datetime, kind: AlertKind
+    ) -> None:
         policy = self.config.checkins.policies.get(kind)
         wait = policy.wait if policy is not None else timedelta(minutes=10)
         attempts = policy.attempts if policy is not None else 1
         for attempt in range(1, attempts + 1):
-            delay = self.answers.decide(household_id, checkin_id, attempt)
+            # Keyed by the alert, not the (random) check-in id: the same seed gives the same history.
+            delay = self.answers.decide(household_id, f"alert-{alert_id}", attempt)
             if delay is not None:
                 at = started + wait * (attempt - 1) + timedelta(seconds=delay)
                 self.timeline.at(at, partial(self._answer, checkin_id, at))
@@ -368,7 +378,7 @@ class _People:
     def _answer(self, checkin_id: str, at: datetime) -> None:
         checkins.answer(self.conn, checkin_id, CheckinAnswer.OK, "button", at, at, self.config)
 
-    def _plan_claim(self, alert_id: int, kind: AlertKind, severity: str, paged_at: datetime) -> None:
+    def _plan_claim(self, alert_id: int, household_id: str, kind: AlertKind, severity: str, paged_at: datetime) -> None:
         rng = self._rng("claim", alert_id)
         outcomes, weights = zip(*OUTCOMES.get(kind, DEFAULT_OUTCOMES), strict=True)
         outcome = rng.choices(outcomes, weights)[0]
@@ -377,15 +387,22 @@ class _People:
         done_at = claim_at + timedelta(minutes=rng.uniform(15, 90))
         recent = self.end - paged_at < RECENT
         fate = rng.random()
-        if recent and fate < 0.4:
-            return  # nobody has claimed it yet: it escalates, live
-        if not recent and fate < 0.05:
+        if recent:
+            # A resident who is down (the demo's fall) has not been reached yet: that alert escalates, live.
+            turn = "unclaimed" if household_id in self.answers.down else RECENT_FATES[self.recent % len(RECENT_FATES)]
+            self.recent += household_id not in self.answers.down
+            if turn == "unclaimed":
+                return  # nobody has claimed it yet: it escalates, live
+            keep = None if turn == "claimed" else (outcome, done_at)
+            soon = paged_at + timedelta(seconds=low)  # so that it is claimed before the live moment
+            self.timeline.at(soon, partial(self._claim, alert_id, soon, keep))
+            return
+        if fate < 0.05:
             # Nobody claimed; the duty desk closed it from the board later in the day.
             later = paged_at + timedelta(hours=rng.uniform(2, 6))
             self.timeline.at(later, lambda: self._resolve(alert_id, None, outcome, later))
             return
-        keep_open = recent and fate < 0.75  # claimed, still being dealt with
-        self.timeline.at(claim_at, partial(self._claim, alert_id, claim_at, None if keep_open else (outcome, done_at)))
+        self.timeline.at(claim_at, partial(self._claim, alert_id, claim_at, (outcome, done_at)))
 
     def _claim(self, alert_id: int, at: datetime, then: tuple[Outcome, datetime] | None) -> None:
         row = self.conn.execute(
