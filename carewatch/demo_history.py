@@ -391,6 +391,8 @@ class _People:
             # A resident who is down (the demo's fall) has not been reached yet: that alert escalates, live.
             turn = "unclaimed" if household_id in self.answers.down else RECENT_FATES[self.recent % len(RECENT_FATES)]
             self.recent += household_id not in self.answers.down
+            if severity == "critical" and turn != "unclaimed":
+                turn = "done"  # nobody leaves a smoke alarm or an emergency press open for a day
             if turn == "unclaimed":
                 return  # nobody has claimed it yet: it escalates, live
             keep = None if turn == "claimed" else (outcome, done_at)
