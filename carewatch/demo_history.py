@@ -90,7 +90,7 @@ OUTCOMES: dict[AlertKind, tuple[tuple[Outcome, int], ...]] = {
 }  # fmt: skip
 DEFAULT_OUTCOMES = ((Outcome.OTHER, 3), (Outcome.FALSE_ALARM_DEVICE, 1))
 # How long after being paged someone claims, by severity: (low, high) seconds.
-CLAIM_DELAY_S = {"critical": (15, 150), "high": (60, 1200), "normal": (600, 4 * 3600), "low": (1800, 8 * 3600)}
+CLAIM_DELAY_S = {"critical": (10, 75), "high": (60, 1200), "normal": (600, 4 * 3600), "low": (1800, 8 * 3600)}
 
 
 @dataclass(frozen=True, slots=True)
