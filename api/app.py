@@ -80,6 +80,7 @@ def create_app(
     checkin_secret: str | None = None,
     broker: BrokerAccess | None = None,
     rate_limits: RateLimits | None = None,
+    page_language: str | None = None,
 ) -> FastAPI:
     """The app. ``readiness_checks`` are added to the database and dispatcher checks of ``/readyz``."""
     # A private registry when none is given: two apps in one process must not collide in the global one.
@@ -100,6 +101,7 @@ def create_app(
     conninfo = pool.conninfo if isinstance(pool.conninfo, str) else pool.conninfo()
     app.state.feed = AlertFeed(conninfo=conninfo, poll_s=feed_poll_s)
     app.state.limiter = ApiLimiter(rate_limits or RateLimits(), metrics)
+    app.state.page_language = page_language
     problems.install(app)
     authenticated = [Depends(get_principal)]
     # stream before alerts: "/alerts/stream" must not be read as "/alerts/{alert_id}".

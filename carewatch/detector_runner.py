@@ -45,10 +45,10 @@ from detectors import DetectorSuiteConfig, HouseholdSettings
 from detectors.engine import DEV
 from schemas.findings import Finding
 from schemas.intake import Accepted
-from schemas.records import MeterSample, Record
+from schemas.records import MeterSample, Record, StatusReport
 from storage import detector_state, feed, leases
 from storage.alerts import closed_since
-from storage.devices import active_devices, get_devices, record_last_seen
+from storage.devices import active_devices, get_devices, record_last_seen, record_status
 from storage.feed import EVENTS, TELEMETRY, FeedPosition
 from storage.registry import household_settings
 
@@ -172,6 +172,7 @@ class DetectorRunner:
         self._parts: dict[int, Partition] = {}
         self._known: set[str] = set()
         self._last_seen: dict[str, datetime] = {}
+        self._status: list[StatusReport] = []  # status reports since the last flush (device health)
         self._watermark: datetime | None = None
         # The node's feed positions: what has been read (queued), and what every owned engine has done.
         self._read: dict[str, FeedPosition] = {}
@@ -451,6 +452,7 @@ class DetectorRunner:
             self._evaluate(conn, urgent, tick=False)
         if bulk or tick:
             self._evaluate(conn, bulk, tick=tick)
+        self._status.extend(record for record in urgent if isinstance(record, StatusReport))
         for device_id, received_at in heard.items():
             seen = self._last_seen.get(device_id)
             if seen is None or received_at > seen:
@@ -537,11 +539,13 @@ class DetectorRunner:
 
     def _flush_last_seen(self, conn: psycopg.Connection) -> None:
         """Device health for the API, written in one statement every few seconds, not per round."""
-        if not self._last_seen:
+        if not self._last_seen and not self._status:
             return
         pending, self._last_seen = self._last_seen, {}
+        reports, self._status = self._status, []
         with conn.transaction():
             record_last_seen(conn, pending.items())
+            record_status(conn, reports)
 
     def _learn_devices(self, conn: psycopg.Connection, device_ids: Iterable[str]) -> None:
         unknown = set(device_ids) - self._known

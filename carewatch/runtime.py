@@ -225,6 +225,7 @@ class Pipeline:
                 checkin_secret=self.settings.checkin_secret,
                 broker=self.broker,
                 rate_limits=rate_limits(self.settings),
+                page_language=self.settings.page_language,
             )
             self._app_feed = app.state.feed
             config = uvicorn.Config(

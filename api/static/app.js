@@ -52,9 +52,14 @@ const PROBLEM_TEXT = {
 };
 const label = (table, value) => (value in table ? t(table[value]) : String(value).replaceAll("_", " "));
 
-function chosenLanguage() {
+async function chosenLanguage() {
   const saved = localStorage.getItem("carewatch.lang");
   if (LANGUAGES.includes(saved)) return saved;
+  // The installation's default (the demo's is zh-CN), before the browser's own preference.
+  try {
+    const chosen = (await (await fetch("/i18n/default.json")).json()).language;
+    if (LANGUAGES.includes(chosen)) return chosen;
+  } catch { /* no default: the browser decides */ }
   for (const tag of navigator.languages || [navigator.language || ""]) {
     const primary = String(tag).toLowerCase().split("-")[0];
     if (primary === "zh") return "zh-CN";
@@ -322,7 +327,8 @@ async function renderHousehold(householdId) {
   }
   view.replaceChildren(
     h("h2", {}, t("Household {id}", { id: household.household_id })),
-    h("p", { class: "meta" }, `${household.district || t("no district")} · ${household.timezone}`),
+    h("p", { class: "meta" }, [household.name, [household.district || t("no district"), household.committee].filter(Boolean).join(" "),
+      household.timezone].filter(Boolean).join(" · ")),
     h("div", { class: "grid2" },
       h("section", { class: "panel", "aria-labelledby": "res-title" }, h("h3", { id: "res-title" }, t("Residents")),
         h("ul", {}, residents.map((r) => h("li", {}, r.birth_year ? t("{name} (born {year})", { name: r.name, year: r.birth_year }) : r.name,
@@ -331,17 +337,21 @@ async function renderHousehold(householdId) {
         plan.length ? h("ol", {}, plan.map((c) => h("li", {}, t("{caregiver} · {role} · tier {tier}", { caregiver: c.caregiver_id, role: label(ROLE_TEXT, c.role), tier: c.tier }))))
           : h("p", { class: "empty" }, t("No contacts")))),
     h("section", { class: "panel chart", "aria-labelledby": "chart-title" },
-      h("h3", { id: "chart-title" }, t("Water use per hour, last 7 days")), chart,
+      h("h3", { id: "chart-title" }, t("Water use per hour, last 7 days")), h("div", { class: "chart-scroll" }, chart),
       h("p", { class: "legend" }, h("span", { class: "l-use" }, t("litres per hour")),
         h("span", { class: "l-band" }, t("normal band (10th–90th percentile, last 28 days)")), h("span", { class: "l-alert" }, t("alert")))),
     h("section", { class: "panel", "aria-labelledby": "checkin-title" }, h("h3", { id: "checkin-title" }, t("Check-ins with the resident")),
-      checkins.length ? checkinTable(checkins) : h("p", { class: "empty" }, t("No check-ins"))),
+      checkins.length ? checkinTable(checkins, household.timezone) : h("p", { class: "empty" }, t("No check-ins"))),
     h("section", { class: "panel", "aria-labelledby": "dev-title" }, h("h3", { id: "dev-title" }, t("Devices")), deviceTable(devices.items)),
   );
+  // On a phone the week scrolls sideways: start at its latest day.
+  const scroller = view.querySelector(".chart-scroll");
+  if (scroller) scroller.scrollLeft = scroller.scrollWidth;
 }
 
-function checkinTable(checkins) {
-  const when = (iso) => new Date(iso).toLocaleString(state.lang, { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+function checkinTable(checkins, timeZone) {
+  // In the household's time zone, like the chart and the evidence (not the reader's).
+  const when = (iso) => new Date(iso).toLocaleString(state.lang, { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone });
   const result = (c) => c.status === "answered" ? `${label(ANSWER_TEXT, c.answer)} (${label(VIA_TEXT, c.answered_via)})`
     : c.status === "unanswered" ? t("no answer: care plan paged") : c.status === "waiting" ? t("waiting") : t("cancelled");
   return h("table", { id: "checkins" }, h("caption", { class: "visually-hidden" }, t("Check-ins with the resident, newest first")),
@@ -396,7 +406,9 @@ function usageChart(buckets, band, alerts, timeZone, startMs) {
   for (const litres of [0, top / 2, top]) axis.append(h("svg:text", { x: 2, y: y(litres) + 4 }, t("{litres} L", { litres: Math.round(litres) })));
   for (let day = 0; day <= 7; day++) {
     const ms = startMs + day * 24 * hourMs;
-    axis.append(h("svg:text", { x: x(ms) - 12, y: H - 8 }, new Date(ms).toLocaleDateString(state.lang, { month: "numeric", day: "numeric", timeZone })));
+    // The first and last labels are anchored inside the chart, so neither is cut at its edge.
+    const anchor = day === 0 ? "start" : day === 7 ? "end" : "middle";
+    axis.append(h("svg:text", { x: x(ms), y: H - 8, "text-anchor": anchor }, new Date(ms).toLocaleDateString(state.lang, { month: "numeric", day: "numeric", timeZone })));
   }
   svg.append(axis);
   for (const alert of alerts) {
@@ -542,7 +554,7 @@ document.getElementById("lang").addEventListener("change", async (event) => {
 });
 
 (async () => {
-  await setLanguage(chosenLanguage());
+  await setLanguage(await chosenLanguage());
   if (token()) { try { state.me = await api("/whoami"); } catch { state.me = null; } }
   await render();
 })();
