@@ -417,6 +417,7 @@ class DetectorRunner:
             for number in offered:
                 self._parts.pop(number, None)
             self.leases.handed_over(tenures)
+            self.leases.wake(conn)  # released now, not at the keeper's next renewal
         new = {p: token for p, token in held.items() if p not in self._parts and p not in offered}
         if new:
             self._load(conn, new)

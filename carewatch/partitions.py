@@ -116,21 +116,34 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         conn: psycopg.Connection | None = None
+        joined = False
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=3)
+                    conn.execute(f"LISTEN {leases.CHANNEL}")
                 self._cycle(conn)
                 self.renewed_at = time.monotonic()
+                if not joined:  # the others make room for this node now, not at their next renewal
+                    leases.announce(conn)
+                    joined = True
+                # Until the next renewal, or at once when a node releases partitions or joins.
+                for _ in conn.notifies(timeout=max(0.0, self.renew_s - (time.monotonic() - started)), stop_after=1):
+                    pass
             except psycopg.Error as exc:
                 log.warning("node %s could not renew its leases (%s); retrying", self.node_id, exc)
                 if conn is not None:
                     conn.close()
                 conn = None
-            self._stopping.wait(max(0.0, self.renew_s - (time.monotonic() - started)))
+                self._stopping.wait(max(0.0, self.renew_s - (time.monotonic() - started)))
         if conn is not None:
             conn.close()
+
+    def wake(self, conn: psycopg.Connection) -> None:
+        """The runner handed partitions over: run a cycle now (it releases them), through any
+        connection (this keeper LISTENs on its own)."""
+        leases.announce(conn)
 
     def _cycle(self, conn: psycopg.Connection) -> None:
         with self._lock:
@@ -138,6 +151,7 @@ class LeaseKeeper:
             to_release, self._to_release = self._to_release, {}
         if to_release:
             leases.release(conn, self.node_id, to_release)
+            leases.announce(conn)  # whoever is below its share takes them at once
             log.info("node %s handed over partitions %s", self.node_id, leases.ranges(to_release))
         self.nodes = leases.heartbeat(conn, self.node_id, self._ttl, self._api_url)
         kept = leases.renew(conn, self.node_id, held, self._ttl)

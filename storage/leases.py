@@ -22,6 +22,15 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+CHANNEL = "carewatch_leases"
+
+
+def announce(conn: psycopg.Connection) -> None:
+    """Wake every node's lease keeper (they LISTEN on ``CHANNEL``): partitions were released or a node
+    joined, so a node below its share takes them now instead of at its next renewal (up to a second
+    later, while the households of those partitions have no detector)."""
+    conn.execute(f"NOTIFY {CHANNEL}")
+
 
 def heartbeat(conn: psycopg.Connection, node_id: str, ttl: timedelta, api_url: str = "") -> int:
     """Announce ``node_id`` alive for ``ttl``; return how many nodes are alive now (itself included)."""
