@@ -634,7 +634,7 @@ class DetectorRunner:
             except psycopg.OperationalError as exc:
                 log.warning("detector runner cannot reach the database (%s); retrying in %.1fs", exc, delay)
                 self._stopping.wait(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 1.0)  # soon after the database is back (see ingest.writer)
         return None
 
     def _reconnect(self, conn: psycopg.Connection) -> psycopg.Connection | None:
