@@ -68,6 +68,7 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         self.nodes = 0
         self.renewed_at: float | None = None  # monotonic time of the last successful cycle
+        self._connected_at = 0.0  # monotonic time this keeper's connection was opened
         self.changed = threading.Event()  # set when the held set changes (the runner looks at once)
 
     def tenures(self) -> dict[int, int]:
@@ -123,6 +124,7 @@ class LeaseKeeper:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=3)
                     conn.execute(f"LISTEN {leases.CHANNEL}")
+                    self._connected_at = time.monotonic()
                 self._cycle(conn)
                 self.renewed_at = time.monotonic()
                 if not joined:  # the others make room for this node now, not at their next renewal
@@ -157,7 +159,17 @@ class LeaseKeeper:
         kept = leases.renew(conn, self.node_id, held, self._ttl)
         lost = set(held) - set(kept)
         share = math.ceil(PARTITIONS / max(1, self.nodes))
-        taken = leases.acquire(conn, self.node_id, share - len(kept), self._ttl) if len(kept) < share else {}
+        # Just (re)connected, after a database failover say: every node's leases and heartbeat may have
+        # expired while nobody could renew them, and the others are reconnecting too. Taking their
+        # expired leases now would move every partition (each reloaded, findings refused meanwhile);
+        # for one lease period take only free ones, and leave the others time to renew theirs. A
+        # node that really died is taken over one lease period later than otherwise.
+        patient = time.monotonic() - self._connected_at < self._ttl.total_seconds()
+        taken = (
+            leases.acquire(conn, self.node_id, share - len(kept), self._ttl, expired=not patient)
+            if len(kept) < share
+            else {}
+        )
         with self._lock:
             for partition in lost:
                 if self._held.get(partition) == held[partition]:

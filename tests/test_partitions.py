@@ -67,7 +67,12 @@ class _HandOver:
                     tenures = keeper.tenures()
                     keeper.handed_over({p: tenures[p] for p in offered if p in tenures})
                     if conn is not None:
-                        keeper.wake(conn)
+                        try:
+                            keeper.wake(conn)
+                        except psycopg.OperationalError:  # a test cut the connections: reconnect
+                            conn.close()
+                            conn = psycopg.connect(self._database_url, autocommit=True)
+                            keeper.wake(conn)
         if conn is not None:
             conn.close()
 
@@ -136,6 +141,32 @@ def test_a_joining_node_gets_its_share_without_waiting_for_renewals(database_url
         b.start()
         wait_until(lambda: len(a.tenures()) == len(b.tenures()) == PARTITIONS // 2, timeout=15, interval=0.02)
         assert time.monotonic() - joined < renew_s / 2
+        assert _owners(database_url) == {"node-a": 32, "node-b": 32}
+        b.stop()
+        a.stop()
+
+
+def test_leases_stay_with_their_nodes_when_the_database_comes_back(database_url: str) -> None:
+    """A database failover that outlasts the lease: every lease and heartbeat expired while nobody
+    could renew, and every keeper reconnects. Each keeps its own tenures; nobody takes the others'
+    expired leases (which used to move half the partitions right after every failover)."""
+    a, b = _keeper(database_url, "node-a", 2.0), _keeper(database_url, "node-b", 2.0)
+    with _HandOver(a, b, database_url=database_url):
+        a.start()
+        b.start()
+        wait_until(lambda: len(a.tenures()) == len(b.tenures()) == PARTITIONS // 2, timeout=15)
+        before = (a.tenures(), b.tenures())
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            # The outage, as the nodes find the database when it is back: connections gone, every
+            # lease and every node's heartbeat expired.
+            conn.execute("UPDATE detector_leases SET expires_at = clock_timestamp() - interval '1 second'")
+            conn.execute("DELETE FROM detector_nodes")
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        time.sleep(2.0 + 1.0)  # past the grace period (one lease period), renewals on both sides
+        assert (a.tenures(), b.tenures()) == before
         assert _owners(database_url) == {"node-a": 32, "node-b": 32}
         b.stop()
         a.stop()
