@@ -134,6 +134,8 @@ def test_a_killed_node_s_partitions_move_and_every_sos_is_paged_once(
             wait_until(lambda: len(node_a.detectors.partitions) == PARTITIONS, timeout=15 + LEASE_TTL_S)
             takeover_s = time.monotonic() - killed
             assert takeover_s <= 15
+            # Every second press is paged while b is still dead: a's ingest stored its own copy.
+            wait_until(lambda: _sos_deliveries(receiver) == Counter(dict.fromkeys(HOUSEHOLDS, 2)), timeout=30)
         finally:
             if node_b.poll() is None:
                 os.killpg(node_b.pid, signal.SIGKILL)
