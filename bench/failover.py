@@ -401,7 +401,8 @@ def main() -> int:
             print(f"slow sos: {household} {ms:.0f}ms, pressed {where} ({outside} the windows)", flush=True)
     worst = max(latencies.values()) if latencies else float("inf")
     print(
-        f"sos: {len(latencies)}/{len(fleet.pressed)} paged, {len(calm)} outside the failover windows;"
+        f"sos: {len(latencies)}/{len(fleet.pressed)} paged, {len(calm)} outside the failover windows"
+        f" (p50 {percentile(calm, 0.5) if calm else float('nan'):.0f} ms);"
         f" receiver repeats (same key) {repeats}",
         flush=True,
     )
