@@ -10,8 +10,10 @@
   the outbox's NOTIFY, and polling for retries and escalations), or in threads here when channels are
   injected or ``dispatch_process`` is off;
 - optionally the API, served by uvicorn in a thread.
-Several pipelines (nodes) may run against one database and one broker, all active: ingest shares the
-subscription (give each node its own ``mqtt_client_id`` and the same ``mqtt_share_group``), detection
+Several pipelines (nodes) may run against one database and one broker, all active: each node has its
+own ``mqtt_client_id``; on EMQX they share the telemetry subscription (the same ``mqtt_share_group``),
+on Mosquitto each keeps a full one (a shared subscription does not survive a Mosquitto restart; storage
+keeps one copy of what several nodes store; events are never shared, ingest.service), detection
 is split into partitions leased to one node at a time (carewatch.partitions), dispatchers lock outbox
 rows with ``SKIP LOCKED`` and the API is stateless (docs/operations.md, "Several nodes"). One node alone
 holds every partition, with no extra configuration.
