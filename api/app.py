@@ -27,6 +27,7 @@ from api.deps import ApiContext
 from api.feed import AlertFeed
 from api.health import ReadinessCheck, database_check, dispatcher_backlog_check, run_checks
 from api.ratelimit import ApiLimiter, RateLimits
+from api.report.render import stylesheet_csp_source
 from api.routes import (
     admin,
     alert_actions,
@@ -56,7 +57,11 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-_PAGE_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+# The monthly report's stylesheet by its hash: the page shows the report in a sandboxed srcdoc frame.
+_PAGE_CSP = (
+    f"default-src 'self'; img-src 'self' data:; style-src 'self' {stylesheet_csp_source()}; script-src 'self';"
+    " frame-ancestors 'none'"
+)
 
 
 def _utcnow() -> datetime:
@@ -75,6 +80,7 @@ def create_app(
     checkin_secret: str | None = None,
     broker: BrokerAccess | None = None,
     rate_limits: RateLimits | None = None,
+    page_language: str | None = None,
 ) -> FastAPI:
     """The app. ``readiness_checks`` are added to the database and dispatcher checks of ``/readyz``."""
     # A private registry when none is given: two apps in one process must not collide in the global one.
@@ -95,6 +101,7 @@ def create_app(
     conninfo = pool.conninfo if isinstance(pool.conninfo, str) else pool.conninfo()
     app.state.feed = AlertFeed(conninfo=conninfo, poll_s=feed_poll_s)
     app.state.limiter = ApiLimiter(rate_limits or RateLimits(), metrics)
+    app.state.page_language = page_language
     problems.install(app)
     authenticated = [Depends(get_principal)]
     # stream before alerts: "/alerts/stream" must not be read as "/alerts/{alert_id}".

@@ -1,22 +1,26 @@
 """Failover: two carewatch nodes, a replicated PostgreSQL and a broker, each failing under a steady fleet.
 
     python bench/failover.py [--homes 600] [--meters 600] [--load-rate 300] [--press-every-s 2]
-                             [--phase-s 30]
+                             [--phase-s 30] [--shared-ingest]
 
 On this one machine (loopback, spare ports, data under a temporary directory):
 - PostgreSQL 15 primary + synchronous standby managed by pg_auto_failover (a monitor and two nodes,
   bench/pgaf_cluster.py; Debian's ``postgresql-15-auto-failover``), carewatch connecting with the
   multi-host URL (``target_session_attrs=read-write``);
 - a real Mosquitto with carewatch's configuration and persistence, on a fixed port (restartable);
-- two ``carewatch run`` processes (nodes ``node-a`` and ``node-b``: one share group, their own client
-  ids, partition leases of 5 s, each with its API for ``/readyz``);
+- two ``carewatch run`` processes (nodes ``node-a`` and ``node-b``: their own client ids, each with its
+  own full subscription as docs/operations.md says for Mosquitto, partition leases of 5 s, each with its
+  API for ``/readyz``); ``--shared-ingest`` puts their telemetry in one share group instead (EMQX's way,
+  which on Mosquitto loses what devices publish after a broker restart before the ingest subscribes
+  again: Mosquitto 2.0 does not persist shared subscriptions; tests/ingest/test_broker_restart.py);
 - the fleet: meters publishing readings at ``--load-rate`` per second and an ``sos`` press every
   ``--press-every-s`` seconds in a new home, over MQTT QoS 1 with persistent sessions (paho resends
   what the broker had not acknowledged after a reconnect); the caregivers' webhook in its own process.
 
 Faults, ``--phase-s`` apart: SIGKILL the node holding most partitions (its whole process group, as a
-dead host; restarted 10 s after the survivor took over, as its supervisor would: Mosquitto keeps the
-dead member's share of the shared subscription queued in its session, eclipse-mosquitto#2662);
+dead host; restarted 10 s after the survivor took over, as its supervisor would: its session queued
+what was published meanwhile, and with ``--shared-ingest`` that is the only copy of its share,
+eclipse-mosquitto#2662);
 SIGKILL the database primary (pg_autoctl and postgres; it is restarted later and rejoins as a
 standby); restart the broker (SIGTERM: persistence saved, then started again on the same port).
 
@@ -95,6 +99,7 @@ def main() -> int:
     parser.add_argument("--load-rate", type=float, default=300.0)
     parser.add_argument("--press-every-s", type=float, default=2.0)
     parser.add_argument("--phase-s", type=float, default=30.0)
+    parser.add_argument("--shared-ingest", action="store_true", help="one share group for the nodes' telemetry")
     args = parser.parse_args()
     mosquitto = find_mosquitto()
     missing = [what for what, ok in (("pg_autoctl (Debian postgresql-15-auto-failover)", pg_autoctl()),
@@ -115,6 +120,7 @@ def main() -> int:
     nodes: list[Node] = []
     fleet: Fleet | None = None
     windows: list[tuple[float, float]] = []
+    moments: list[tuple[float, str]] = []  # (unix time, what happened): to say where slow presses fell
     takeover_s = db_failover_s = float("nan")
     try:
         started = time.monotonic()
@@ -126,7 +132,8 @@ def main() -> int:
             provision(conn, args.homes, args.meters, receiver)
         broker.start()
         env = {**os.environ, "CAREWATCH_DATABASE_URL": database_url, "CAREWATCH_MQTT_URL": broker.url,
-               "CAREWATCH_TOPIC_ROOT": ROOT, "CAREWATCH_MQTT_SHARE_GROUP": f"ha{uuid.uuid4().hex[:4]}",
+               "CAREWATCH_TOPIC_ROOT": ROOT,
+               "CAREWATCH_MQTT_SHARE_GROUP": f"ha{uuid.uuid4().hex[:4]}" if args.shared_ingest else "",
                "CAREWATCH_LEASE_TTL_S": "5", "CAREWATCH_APP_CHANNEL": "false", "CAREWATCH_LOG_LEVEL": "WARNING",
                "CAREWATCH_DEVICE_RATE_PER_S": "100"}  # fmt: skip
         nodes = [Node("node-a", env, workdir), Node("node-b", env, workdir)]
@@ -152,6 +159,7 @@ def main() -> int:
         victim = max(nodes, key=lambda n: n.partitions() or 0)
         survivor = next(n for n in nodes if n is not victim)
         fault = time.monotonic()
+        moments.append((time.time(), f"{victim.name} killed"))
         victim.kill()
         took = _wait(lambda: survivor.partitions() == 64, 60)
         takeover_s = took if took is not None else float("inf")
@@ -159,22 +167,26 @@ def main() -> int:
         print(f"node: SIGKILLed {victim.name}; {survivor.name} holds 64 partitions after {takeover_s:.1f}s", flush=True)
         time.sleep(10)
         victim.start()  # its supervisor restarts it: it comes back and takes its share again
+        moments.append((time.time(), f"{victim.name} restarted"))
 
         time.sleep(args.phase_s)
         primary = cluster.primary()
         if primary is None:
             raise RuntimeError("no primary before the database fault")
         fault_unix, fault = time.time(), time.monotonic()
+        moments.append((fault_unix, f"{primary.name} killed"))
         cluster.kill(primary)
         took = _wait(lambda: _write_ok(database_url), 120, step=0.2)
         db_failover_s = took if took is not None else float("inf")
         windows.append((fault_unix, time.time() + 5))
         print(f"database: SIGKILLed {primary.name}; writes commit again after {db_failover_s:.1f}s", flush=True)
         time.sleep(5)
+        moments.append((time.time() - 5, "writes commit"))
         cluster.restart(primary)  # the old primary's host is back: it rejoins as a standby
 
         time.sleep(args.phase_s)
         fault_unix = time.time()
+        moments.append((fault_unix, "broker restarted"))
         broker.stop()
         broker.start()
         windows.append((fault_unix, time.time() + 5))
@@ -221,9 +233,17 @@ def main() -> int:
     latencies = {h: (first[h] - at) * 1000 for h, at in fleet.pressed.items() if h in first}
     calm = [ms for h, ms in latencies.items() if not any(lo <= fleet.pressed[h] <= hi for lo, hi in windows)]
     p99 = percentile(calm, 0.99) if calm else float("inf")
+    for household, ms in sorted(latencies.items(), key=lambda item: fleet.pressed[item[0]]):
+        at = fleet.pressed[household]
+        if ms > SOS_P99_TARGET_MS:
+            since = [(at - when, what) for when, what in moments if when <= at]
+            where = f"{since[-1][0]:.1f}s after {since[-1][1]}" if since else "before any fault"
+            outside = "outside" if not any(lo <= at <= hi for lo, hi in windows) else "inside"
+            print(f"slow sos: {household} {ms:.0f}ms, pressed {where} ({outside} the windows)", flush=True)
     worst = max(latencies.values()) if latencies else float("inf")
     print(
-        f"sos: {len(latencies)}/{len(fleet.pressed)} paged, {len(calm)} outside the failover windows;"
+        f"sos: {len(latencies)}/{len(fleet.pressed)} paged, {len(calm)} outside the failover windows"
+        f" (p50 {percentile(calm, 0.5) if calm else float('nan'):.0f} ms);"
         f" receiver repeats (same key) {repeats}",
         flush=True,
     )

@@ -39,9 +39,20 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
+def name_process(name: str) -> None:
+    """Show ``name`` as the process's name (``ps``, ``top``, /proc/PID/comm): every child of
+    ``carewatch run`` is otherwise "python" with multiprocessing's spawn command line."""
+    try:
+        with open("/proc/self/comm", "w") as comm:  # Linux; the kernel keeps the first 15 bytes
+            comm.write(f"cw-{name}"[:15])
+    except OSError:
+        pass  # not Linux, or /proc is not mounted: the name is only a convenience
+
+
 def start_child(name: str, log_level: str, control: Connection) -> threading.Event:
-    """Configure logging and garbage collection; return an event set when the parent asks to stop or
-    disappears."""
+    """Name the process, configure logging and garbage collection; return an event set when the parent
+    asks to stop or disappears."""
+    name_process(name)
     configure_logging(log_level)
     tune_gc()
     stop = threading.Event()

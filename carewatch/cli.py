@@ -124,7 +124,7 @@ def _cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from carewatch.demo import run_demo
 
-    return run_demo(settings, duration_s=args.duration, homes=args.homes, speed=args.speed)
+    return run_demo(settings, duration_s=args.duration, homes=args.homes, speed=args.speed, history=args.history)
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -183,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--homes", type=int, default=30, help="simulated homes (default 30)")
     demo.add_argument(
         "--speed", type=float, default=60.0, help="simulated seconds per real second for live traffic (default 60)"
+    )
+    demo.add_argument(
+        "--no-history",
+        dest="history",
+        action="store_false",
+        help="skip seeding last month's history (start with 13 hours of backfill only)",
     )
     demo.set_defaults(handler=_cmd_demo)
 

@@ -45,10 +45,10 @@ from detectors import DetectorSuiteConfig, HouseholdSettings
 from detectors.engine import DEV
 from schemas.findings import Finding
 from schemas.intake import Accepted
-from schemas.records import MeterSample, Record
+from schemas.records import MeterSample, Record, StatusReport
 from storage import detector_state, feed, leases
 from storage.alerts import closed_since
-from storage.devices import active_devices, get_devices, record_last_seen
+from storage.devices import active_devices, get_devices, record_last_seen, record_status
 from storage.feed import EVENTS, TELEMETRY, FeedPosition
 from storage.registry import household_settings
 
@@ -170,8 +170,13 @@ class DetectorRunner:
         self._woken = False  # an event committed (NOTIFY) or the local ingest committed: read the feed
         self._stopping = threading.Event()
         self._parts: dict[int, Partition] = {}
+        # Partitions whose findings are being committed or whose load is replaying: if the database
+        # goes meanwhile, these (and only these) reload from their snapshots (see _loop).
+        self._writing: set[int] = set()
+        self._loading: set[int] = set()
         self._known: set[str] = set()
         self._last_seen: dict[str, datetime] = {}
+        self._status: list[StatusReport] = []  # status reports since the last flush (device health)
         self._watermark: datetime | None = None
         # The node's feed positions: what has been read (queued), and what every owned engine has done.
         self._read: dict[str, FeedPosition] = {}
@@ -246,19 +251,24 @@ class DetectorRunner:
         listener = threading.Thread(target=self._listen, name="feed-listener", daemon=True)
         listener.start()
         try:
-            with conn:
+            try:
                 self._start_feed(conn, rewind=False)
-                self._loop(conn)
+                # The loop replaces the connection when it loses it: the last snapshot goes through
+                # the one it ends with (the first may be long closed), and that is the one to close.
+                conn = self._loop(conn)
                 with contextlib.suppress(psycopg.Error):
                     self._flush_last_seen(conn)
                     self._snapshot(conn)
+            finally:
+                conn.close()
         except psycopg.Error as exc:
             log.warning("detector runner could not store its last snapshot (%s); the next owner replays", exc)
         finally:
             self.leases.stop()  # releases every lease: the other nodes take over at once
             listener.join(timeout=5)
 
-    def _loop(self, conn: psycopg.Connection) -> None:
+    def _loop(self, conn: psycopg.Connection) -> psycopg.Connection:
+        """Rounds until stopped; returns the connection it ended with."""
         last_tick = last_snapshot = last_refresh = time.monotonic()
         while not self._stopping.is_set():
             batch: list[Record] = []
@@ -285,20 +295,29 @@ class DetectorRunner:
                     last_snapshot = now_mono
                     self._snapshot(conn)
             except psycopg.OperationalError as exc:
-                # What was not committed is read again: every partition reloads from its snapshot and
-                # the feed rewinds (a failover may reuse transaction ids; storage.feed).
-                log.warning("detector runner lost the database (%s); reloading its partitions", exc)
+                # The feed rewinds and what was not committed is read again (a failover may reuse
+                # transaction ids; storage.feed). The engines stay: a record they already processed
+                # comes again and is ignored (a reading not newer than the last) or pages once (the
+                # finding's key). Only partitions whose findings were being written (their engines
+                # moved on, but the alerts may not have been committed) or that were being loaded
+                # (their replay did not finish) reload from their snapshots.
+                # Reloading everything made every sos after a database failover wait for the whole
+                # node's snapshots and replay (seconds).
+                dirty = self._writing | self._loading
+                log.warning("detector runner lost the database (%s); reloading %d partition(s) whose"
+                            " write or load was in flight", exc, len(dirty))  # fmt: skip
                 reconnected = self._reconnect(conn)
                 if reconnected is None:
-                    return
+                    return conn  # stopping while the database was away: closed already
                 conn = reconnected
-                self._drop_all()
+                self._drop(dirty)
                 self._start_feed(conn, rewind=True)
             except Exception:
                 # A detector bug must not stop detection for the whole fleet: log it loudly, count
                 # it (visible in metrics and readiness) and go on with the next round.
                 self.errors_total += 1
                 log.exception("detector round failed on %d record(s); continuing", len(batch))
+        return conn
 
     def _take(self, timeout: float) -> tuple[list[Record], list[MeterSample]]:
         """Every pending urgent record, and the oldest readings (:func:`take_uploads`)."""
@@ -399,12 +418,14 @@ class DetectorRunner:
             for number in offered:
                 self._parts.pop(number, None)
             self.leases.handed_over(tenures)
+            self.leases.wake(conn)  # released now, not at the keeper's next renewal
         new = {p: token for p, token in held.items() if p not in self._parts and p not in offered}
         if new:
             self._load(conn, new)
 
     def _load(self, conn: psycopg.Connection, tenures: dict[int, int]) -> None:
         started = time.monotonic()
+        self._loading = set(tenures)
         loaded = [
             partition_state.load(conn, number, token, self._config, self._first, self._read, CURSORS)
             for number, token in sorted(tenures.items())
@@ -420,6 +441,7 @@ class DetectorRunner:
             for start in range(0, len(records), READINGS_PER_ROUND):
                 self._round(conn, records[start : start + READINGS_PER_ROUND], tick=False)
         self._snapshot(conn, parts)  # its position is stored from the start: a successor never guesses
+        self._loading = set()
         self.loaded_total += len(loaded)
         replayed = sum(len(item.replay) for item in loaded)
         log.info(
@@ -430,9 +452,11 @@ class DetectorRunner:
             time.monotonic() - started,
         )
 
-    def _drop_all(self) -> None:
-        self._parts.clear()
-        self._known.clear()
+    def _drop(self, numbers: Iterable[int]) -> None:
+        """Forget these partitions' engines: they reload from their snapshots at the next sync."""
+        for number in numbers:
+            self._parts.pop(number, None)
+        self._writing, self._loading = set(), set()
 
     def _part_of(self, household_id: str) -> Partition | None:
         return self._parts.get(partition_of(household_id))
@@ -451,6 +475,7 @@ class DetectorRunner:
             self._evaluate(conn, urgent, tick=False)
         if bulk or tick:
             self._evaluate(conn, bulk, tick=tick)
+        self._status.extend(record for record in urgent if isinstance(record, StatusReport))
         for device_id, received_at in heard.items():
             seen = self._last_seen.get(device_id)
             if seen is None or received_at > seen:
@@ -480,6 +505,7 @@ class DetectorRunner:
         holds their lease rows until commit), a paging finding only the first time its key is seen."""
         numbers = {partition_of(finding.household_id) for finding in findings}
         tenures = {n: self._parts[n].token for n in numbers if n in self._parts}
+        self._writing = set(tenures)  # if the database goes now, these reload (see _loop)
         with conn.transaction():
             valid = leases.fenced(conn, self.leases.node_id, tenures)
             kept = [f for f in findings if partition_of(f.household_id) in valid]
@@ -487,6 +513,7 @@ class DetectorRunner:
             fresh = detector_state.first_time_findings(conn, paging)
             kept = [f for f in kept if not f.notify_again or finding_key(f) in fresh]
             changed = apply_findings(conn, kept, now, self._alerting) if kept else []
+        self._writing = set()
         refused = numbers - valid
         if refused:
             self.fenced_total += len(findings) - sum(1 for f in findings if partition_of(f.household_id) in valid)
@@ -537,11 +564,13 @@ class DetectorRunner:
 
     def _flush_last_seen(self, conn: psycopg.Connection) -> None:
         """Device health for the API, written in one statement every few seconds, not per round."""
-        if not self._last_seen:
+        if not self._last_seen and not self._status:
             return
         pending, self._last_seen = self._last_seen, {}
+        reports, self._status = self._status, []
         with conn.transaction():
             record_last_seen(conn, pending.items())
+            record_status(conn, reports)
 
     def _learn_devices(self, conn: psycopg.Connection, device_ids: Iterable[str]) -> None:
         unknown = set(device_ids) - self._known
@@ -609,7 +638,7 @@ class DetectorRunner:
             except psycopg.OperationalError as exc:
                 log.warning("detector runner cannot reach the database (%s); retrying in %.1fs", exc, delay)
                 self._stopping.wait(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 1.0)  # soon after the database is back (see ingest.writer)
         return None
 
     def _reconnect(self, conn: psycopg.Connection) -> psycopg.Connection | None:

@@ -24,11 +24,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import psycopg
 
 from schemas.api import CaregiverCreate, CarePlanContactCreate, DeviceCreate, HouseholdCreate, ResidentCreate
 from schemas.kinds import CareRole
+from schemas.language import Language
 from simulator.fleet import Fleet
 from simulator.scenarios import ScenarioKind, TruthRecord
 from simulator.timefmt import iso_utc
@@ -48,6 +50,42 @@ class CareTeam:
     # Caregiver ids are "{id_prefix}-committee" etc.: another prefix lets a second fleet (another
     # district) have a team of its own in the same database.
     id_prefix: str = "cg"
+    # The caregivers' notification language (None: from the household's time zone).
+    locale: Language | None = None
+
+
+class Naming(Protocol):
+    """Names for the provisioned homes, residents and caregivers (``simulator.names.ChineseNames``)."""
+
+    def household(self, index: int) -> str: ...
+
+    def resident(self, index: int) -> str: ...
+
+    def volunteer(self, number: int) -> str: ...
+
+    def committee_desk(self, committee: str = "") -> str: ...
+
+    def supervisor(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlainNames:
+    """ "Home 3", "Resident 3": names that say they are test data (the default)."""
+
+    def household(self, index: int) -> str:
+        return f"Home {index + 1}"
+
+    def resident(self, index: int) -> str:
+        return f"Resident {index + 1}"
+
+    def volunteer(self, number: int) -> str:
+        return f"Old Partner volunteer {number}"
+
+    def committee_desk(self, committee: str = "") -> str:
+        return "Neighbourhood committee duty desk"
+
+    def supervisor(self) -> str:
+        return "Street service-centre supervisor"
 
 
 def provision_fleet(
@@ -57,35 +95,37 @@ def provision_fleet(
     district: str = "",
     committees: Sequence[str] = (),
     team: CareTeam | None = None,
+    names: Naming | None = None,
 ) -> None:
     """Households, devices and (with ``team``) care plans for every home of ``fleet``, in one transaction.
 
-    Households are named ``Home {index + 1}`` with one resident ``Resident {index + 1}``; caregivers
-    are ``cg-committee``, ``cg-supervisor`` and ``cg-volunteer-{n}`` (ids unique per database, so
+    Households are named ``Home {index + 1}`` with one resident ``Resident {index + 1}`` (or by
+    ``names``); caregivers are ``cg-committee``, ``cg-supervisor`` and ``cg-volunteer-{n}`` (ids unique per database, so
     provision at most one fleet with a ``team`` of one ``id_prefix`` per database). With ``committees``,
     home ``i`` belongs to neighbourhood committee ``committees[i % len(committees)]``.
     """
+    names = names or PlainNames()
     with conn.transaction():
         staff = supervisor = ""
         if team is not None:
-            staff = _caregiver(conn, f"{team.id_prefix}-committee", "Neighbourhood committee duty desk", team)
-            supervisor = _caregiver(conn, f"{team.id_prefix}-supervisor", "Street service-centre supervisor", team)
+            staff = _caregiver(conn, f"{team.id_prefix}-committee", names.committee_desk(), team)
+            supervisor = _caregiver(conn, f"{team.id_prefix}-supervisor", names.supervisor(), team)
         for home in fleet.homes:
             registry.insert_household(
                 conn,
                 HouseholdCreate(
                     household_id=home.household_id,
-                    name=f"Home {home.index + 1}",
+                    name=names.household(home.index),
                     district=district,
                     committee=committees[home.index % len(committees)] if committees else "",
-                    residents=[ResidentCreate(name=f"Resident {home.index + 1}", phone=resident_phone(home.index))],
+                    residents=[ResidentCreate(name=names.resident(home.index), phone=resident_phone(home.index))],
                 ),
             )
             if team is not None:
                 number = home.index // team.homes_per_volunteer + 1
                 volunteer = f"{team.id_prefix}-volunteer-{number}"
                 if home.index % team.homes_per_volunteer == 0:
-                    _caregiver(conn, volunteer, f"Old Partner volunteer {number}", team)
+                    _caregiver(conn, volunteer, names.volunteer(number), team)
                 for caregiver_id, role in (
                     (volunteer, CareRole.VOLUNTEER),
                     (staff, CareRole.COMMITTEE_STAFF),
@@ -153,6 +193,7 @@ def _caregiver(conn: psycopg.Connection, caregiver_id: str, name: str, team: Car
                 "name": name,
                 "webhook_url": team.webhook_url,
                 "webhook_secret": team.webhook_secret,
+                "locale": team.locale,
             }
         ),
     )

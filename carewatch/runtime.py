@@ -10,8 +10,10 @@
   the outbox's NOTIFY, and polling for retries and escalations), or in threads here when channels are
   injected or ``dispatch_process`` is off;
 - optionally the API, served by uvicorn in a thread.
-Several pipelines (nodes) may run against one database and one broker, all active: ingest shares the
-subscription (give each node its own ``mqtt_client_id`` and the same ``mqtt_share_group``), detection
+Several pipelines (nodes) may run against one database and one broker, all active: each node has its
+own ``mqtt_client_id``; on EMQX they share the telemetry subscription (the same ``mqtt_share_group``),
+on Mosquitto each keeps a full one (a shared subscription does not survive a Mosquitto restart; storage
+keeps one copy of what several nodes store; events are never shared, ingest.service), detection
 is split into partitions leased to one node at a time (carewatch.partitions), dispatchers lock outbox
 rows with ``SKIP LOCKED`` and the API is stateless (docs/operations.md, "Several nodes"). One node alone
 holds every partition, with no extra configuration.
@@ -225,6 +227,7 @@ class Pipeline:
                 checkin_secret=self.settings.checkin_secret,
                 broker=self.broker,
                 rate_limits=rate_limits(self.settings),
+                page_language=self.settings.page_language,
             )
             self._app_feed = app.state.feed
             config = uvicorn.Config(

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     sms_template: str | None = None
     # MQTT push to the caregiver app and claim/decline replies from it.
     app_channel: bool = True
+    # The web page's language for a browser that has not chosen one with the switch (None: the
+    # browser's languages decide, else English). The demo opens in zh-CN.
+    page_language: Literal["zh-CN", "en"] | None = None
     # Resident check-ins (alerting/checkin_policy.py): per kind, e.g. {inactivity = {wait_s = 600,
     # attempts = 2, channels = ["button", "voice"]}}; kinds left out keep the defaults.
     checkins: dict[str, dict[str, Any]] = Field(default_factory=dict)

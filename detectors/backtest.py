@@ -99,9 +99,14 @@ def replay(
     config: DetectorSuiteConfig,
     *,
     count_from: datetime | None = None,
+    engine: Engine | None = None,
 ) -> BacktestResult:
-    """Replay ``records`` through a fresh engine; count RAISE findings detected at/after ``count_from``."""
-    engine = Engine(config)
+    """Replay ``records`` through a fresh engine; count RAISE findings detected at/after ``count_from``.
+
+    ``engine``: replay through this one instead (built from ``config`` by the caller), to keep what it
+    learned: the demo stores its snapshots so the live detectors resume from a seeded month.
+    """
+    engine = engine if engine is not None else Engine(config)
     result = BacktestResult()
     for device in devices:
         engine.upsert_device(device)

@@ -165,6 +165,9 @@ _ENUM_WORDS: list[tuple[StrEnum, str]] = [
 ]
 ENUM_TEXT: dict[tuple[type[StrEnum], str], str] = {(type(value), value.value): text for value, text in _ENUM_WORDS}
 
+# Between whole phrases of one list (each check-in attempt names its own channels with "and").
+PHRASE_SEPARATOR = N_("; ")
+
 _FORMAT = string.Formatter()
 
 
@@ -200,12 +203,20 @@ def _message(message: EvidenceMessage, fmt: LocalFormat) -> str:
     return "".join(parts)
 
 
+def _has_list(item: object) -> bool:
+    return isinstance(item, BaseModel) and any(
+        isinstance(getattr(item, name), list) for name in type(item).model_fields
+    )
+
+
 def _value(value: Any, spec: str, fmt: LocalFormat) -> str:  # noqa: PLR0911 - one case per kind of value
     if value is None:
         return ""
     if isinstance(value, BaseModel):
         return _message(value, fmt)  # type: ignore[arg-type]
     if isinstance(value, list):
+        if value and _has_list(value[0]):  # phrases with their own "a and b" (check-in attempts): "x; y"
+            return fmt.messages.gettext(PHRASE_SEPARATOR).join(_value(item, spec, fmt) for item in value)
         return fmt.join([_value(item, spec, fmt) for item in value])
     if isinstance(value, StrEnum):
         text = ENUM_TEXT.get((type(value), value.value))

@@ -12,6 +12,18 @@ Lanes keep emergencies out of the telemetry queue. With ``urgent_lane`` on (the 
   costs nothing measurable; heartbeats, which are most of the traffic, are not duplicated
   (bench/ingest.py: putting ``status`` in the urgent lane halved the drain rate).
 Each session is persistent and acknowledges only after commit, so the guarantees hold per lane.
+
+The urgent lane's subscription is never shared (``share_group`` applies to the bulk lane only): every
+node, and every ingest process, receives and stores every event; storage keeps one (the receipt key
+device, seq, device time is unique, ``ON CONFLICT DO NOTHING``). Events are rare, so the copies cost
+nothing, and they buy two things a shared subscription cannot give on Mosquitto:
+- a broker restart loses no event. Mosquitto 2.0 does not write shared subscriptions to its
+  persistence file (``persist__subs_save`` walks the normal subscriptions only), so after a restart a
+  session comes back without its ``$share/...`` subscription until the client subscribes again, and a
+  device that reconnects first has its message acknowledged and dropped (no subscriber matches). A
+  normal subscription of a persistent session is restored with the session and queues at once;
+- an sos never waits in a dead node's session for that node to come back (a shared subscription
+  member's session keeps receiving its share while disconnected): the other nodes have their own copy.
 """
 
 from __future__ import annotations
@@ -57,6 +69,7 @@ class _Lane:
         name: str,
         config: IngestConfig,
         client_id: str,
+        share_group: str,
         filters: Sequence[str],
         skip_channels: frozenset[str],
         batch_rows: int,
@@ -74,7 +87,7 @@ class _Lane:
             client_id=client_id,
             topic_root=config.policy.topic_root,
             inbox=self.inbox,
-            share_group=config.share_group,
+            share_group=share_group,
             filters=filters,
         )
         self.writer = BatchWriter(
@@ -120,6 +133,8 @@ class IngestService:
                 _Lane(
                     name="urgent",
                     client_id=f"{config.client_id}-urgent",
+                    # Never shared: see the module docstring (every node stores every event).
+                    share_group="",
                     filters=("+/event",),
                     skip_channels=frozenset(),
                     batch_rows=min(config.batch_rows, 200),
@@ -133,6 +148,7 @@ class IngestService:
             _Lane(
                 name="bulk",
                 client_id=config.client_id,
+                share_group=config.share_group,
                 filters=("#",),
                 skip_channels=URGENT_CHANNELS if config.urgent_lane else frozenset(),
                 batch_rows=config.batch_rows,

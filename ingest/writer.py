@@ -57,7 +57,10 @@ AckHandler = Callable[[list[Inbound]], int]
 
 # Errors about the data, not the connection: retrying the same rows would fail forever.
 _DATA_ERRORS = (errors.DataError, errors.IntegrityError)
-_MAX_BACKOFF_S = 5.0
+# At most a second between attempts: an sos waits for the next one after the database is back (a
+# failover's end), and a few writer threads trying once a second cost a recovering server nothing.
+# 5 s made presses wait 2-5 s after a database failover had ended (bench/failover.py).
+_MAX_BACKOFF_S = 1.0
 
 
 class BatchWriter:

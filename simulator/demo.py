@@ -51,6 +51,26 @@ def demo_scenarios(fleet: Fleet, live_start: datetime, *, speed: float = 10.0) -
     ]
 
 
+# A tap left running this long before the live moment is detected (after an hour of running water, on
+# the next 15-minute reading) 1 to 16 minutes before it, so its check-in (in the demo that household
+# waits 30 minutes per attempt: carewatch.demo) is still asking when the demo goes live.
+TAP_BEFORE_LIVE = timedelta(minutes=76)
+
+
+def history_scenarios(fleet: Fleet, live_start: datetime) -> list[Incident]:
+    """Extra incidents for a demo that seeds its history up to ``live_start`` (``carewatch.demo_history``):
+    a tap left running ``TAP_BEFORE_LIVE`` before it, in a home with a live meter that none of the
+    scripted incidents uses, running on for 8 simulated hours (its continuous-flow alert is still asking
+    the resident when the demo goes live)."""
+    scripted = {incident.home for incident in demo_scenarios(fleet, live_start)}
+    live = to_ms(live_start)
+    for home in fleet.homes:
+        if home.index not in scripted and home.meter.meter_mode is MeterMode.LIVE:
+            start = live - int(TAP_BEFORE_LIVE.total_seconds() * 1000)
+            return [Incident(ScenarioKind.TAP_LEFT_RUNNING, home.index, start, live + 8 * HOUR_MS, rate_l_per_h=360.0)]
+    return []
+
+
 def demo_fleet(homes: int, seed: int, live_start: datetime) -> Fleet:
     """A fleet whose simulated time starts ``DEMO_BACKFILL`` before ``live_start``."""
     return Fleet.generate(homes=homes, seed=seed, start=live_start - DEMO_BACKFILL)

@@ -87,9 +87,12 @@ def erase_household(conn: psycopg.Connection, household_id: str, now: datetime) 
     alerts = "SELECT alert_id FROM alerts WHERE household_id = %(hh)s"
     notifications = f"SELECT notification_id FROM notifications WHERE alert_id IN ({alerts})"
     statements = {
-        "alerts": "UPDATE alerts SET evidence = %(erased)s, details = '{}', resolution_note = NULL"
-        " WHERE household_id = %(hh)s AND (evidence <> %(erased)s OR details <> '{}' OR resolution_note IS NOT NULL)",
-        "alert_events": f"UPDATE alert_events SET detail = '' WHERE alert_id IN ({alerts}) AND detail <> ''",
+        # Structured evidence (evidence_data, detail_data) quotes residents' notes: it goes with the text.
+        "alerts": "UPDATE alerts SET evidence = %(erased)s, evidence_data = NULL, details = '{}',"
+        " resolution_note = NULL WHERE household_id = %(hh)s AND (evidence <> %(erased)s"
+        " OR evidence_data IS NOT NULL OR details <> '{}' OR resolution_note IS NOT NULL)",
+        "alert_events": f"UPDATE alert_events SET detail = '', detail_data = NULL WHERE alert_id IN ({alerts})"
+        " AND (detail <> '' OR detail_data IS NOT NULL)",
         "notifications": "UPDATE notifications SET body = '{}', last_error = NULL"
         f" WHERE alert_id IN ({alerts}) AND (body <> '{{}}' OR last_error IS NOT NULL)",
         "delivery_attempts": f"UPDATE delivery_attempts SET detail = '' WHERE notification_id IN ({notifications})"

@@ -22,6 +22,15 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+CHANNEL = "carewatch_leases"
+
+
+def announce(conn: psycopg.Connection) -> None:
+    """Wake every node's lease keeper (they LISTEN on ``CHANNEL``): partitions were released or a node
+    joined, so a node below its share takes them now instead of at its next renewal (up to a second
+    later, while the households of those partitions have no detector)."""
+    conn.execute(f"NOTIFY {CHANNEL}")
+
 
 def heartbeat(conn: psycopg.Connection, node_id: str, ttl: timedelta, api_url: str = "") -> int:
     """Announce ``node_id`` alive for ``ttl``; return how many nodes are alive now (itself included)."""
@@ -51,18 +60,21 @@ def renew(conn: psycopg.Connection, node_id: str, held: Mapping[int, int], ttl: 
     return {int(partition): int(token) for partition, token in rows if held.get(int(partition)) == int(token)}
 
 
-def acquire(conn: psycopg.Connection, node_id: str, count: int, ttl: timedelta) -> dict[int, int]:
-    """Take up to ``count`` free or expired partitions for ``node_id``, each with a new token."""
+def acquire(
+    conn: psycopg.Connection, node_id: str, count: int, ttl: timedelta, *, expired: bool = True
+) -> dict[int, int]:
+    """Take up to ``count`` free partitions for ``node_id`` (and expired ones unless ``expired`` is
+    false), each with a new token."""
     if count <= 0:
         return {}
     rows = conn.execute(
         "UPDATE detector_leases SET owner = %(node)s, token = nextval('detector_lease_token'),"
         " expires_at = clock_timestamp() + %(ttl)s, acquired_at = clock_timestamp()"
         " WHERE partition IN (SELECT partition FROM detector_leases"
-        "   WHERE owner IS NULL OR expires_at <= clock_timestamp()"
+        "   WHERE owner IS NULL OR (%(expired)s AND expires_at <= clock_timestamp())"
         "   ORDER BY partition LIMIT %(count)s FOR UPDATE SKIP LOCKED)"
         " RETURNING partition, token",
-        {"node": node_id, "ttl": ttl, "count": count},
+        {"node": node_id, "ttl": ttl, "count": count, "expired": expired},
     ).fetchall()
     return {int(partition): int(token) for partition, token in rows}
 

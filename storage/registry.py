@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -188,6 +190,20 @@ def list_device_rows(
             " AND (%(after)s::text IS NULL OR device_id > %(after)s) ORDER BY device_id LIMIT %(limit)s",
             {"household": household_id, "after": after, "limit": limit},
         ).fetchall()
+
+
+def backdate_registration(conn: psycopg.Connection, household_ids: Sequence[str], at: datetime) -> None:
+    """Say that these households, their residents, devices and care-plan caregivers were registered at
+    ``at`` (a seeded history: the demo's homes were "installed" before the month it shows)."""
+    ids = list(household_ids)
+    conn.execute("UPDATE households SET created_at = %s WHERE household_id = ANY(%s)", (at, ids))
+    conn.execute("UPDATE residents SET created_at = %s WHERE household_id = ANY(%s)", (at, ids))
+    conn.execute("UPDATE devices SET created_at = %s WHERE household_id = ANY(%s)", (at, ids))
+    conn.execute(
+        "UPDATE caregivers SET created_at = %s WHERE caregiver_id IN"
+        " (SELECT caregiver_id FROM care_plan_contacts WHERE household_id = ANY(%s))",
+        (at, ids),
+    )
 
 
 def household_exists(conn: psycopg.Connection, household_id: str) -> bool:

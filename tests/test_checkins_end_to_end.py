@@ -219,8 +219,9 @@ def test_the_phone_gateway_asks_and_no_answer_pages_the_volunteer_after_the_atte
         world.quiet_hours(13)
         [page] = wait_until(lambda: _paged(receiver, world), timeout=60)
         assert (page["kind"], page["reason"], page["caregiver_id"]) == ("inactivity", "new", world.volunteer)
-        assert "no answer" in page["evidence"]
-        assert "by call button and phone call, again at" in page["evidence"]
+        # The volunteer reads Chinese (Asia/Shanghai): both attempts, each by button and phone, no answer.
+        assert "无人应答" in page["evidence"]
+        assert page["evidence"].count("通过一键通呼叫器和电话") == 2
         assert [(call.channel, call.to, call.locale) for call in gateway.calls] == [("voice", PHONE, "zh-CN")] * 2
         assert gateway.calls[0].text.startswith("您好，这里是社区平安守护")
         assert gateway.refused == []
@@ -324,4 +325,5 @@ def test_a_silent_meter_after_a_long_quiet_raises_the_urgent_alert_which_checks_
         assert "cannot confirm" in alert["evidence"]
         [page] = wait_until(lambda: _paged(receiver, world), timeout=60)
         assert (page["kind"], page["reason"]) == ("inactivity", "new")
-        assert "no answer" in page["evidence"]
+        assert "无法确认老人平安" in page["evidence"]
+        assert "无人应答" in page["evidence"]

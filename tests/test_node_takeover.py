@@ -2,11 +2,10 @@
 ``carewatch run`` process that is SIGKILLed. Its partitions move to the survivor, which restores their
 snapshots and replays the feed: every sos is paged exactly once, none lost, none twice.
 
-Mosquitto keeps routing a share of the shared subscription's messages to a dead member's persistent
-session until that session comes back (eclipse-mosquitto/mosquitto#2662): presses the broker gave to
-the dead node's ingest are stored when it restarts with the same client id, as a supervisor restarts
-it. The test restarts it and checks that those presses, too, are paged exactly once (EMQX behaves the
-same way for persistent sessions; docs/operations.md, "The broker").
+The nodes share the telemetry subscription here, but never the events' (ingest.service): every node's
+ingest stores every press (storage keeps one), so the presses made while b is dead are stored by a at
+once rather than waiting in b's session. b is restarted with the same client id, as a supervisor
+would, and stores its copies of them again: nothing more is paged, and the partitions split again.
 """
 
 from __future__ import annotations
@@ -135,11 +134,13 @@ def test_a_killed_node_s_partitions_move_and_every_sos_is_paged_once(
             wait_until(lambda: len(node_a.detectors.partitions) == PARTITIONS, timeout=15 + LEASE_TTL_S)
             takeover_s = time.monotonic() - killed
             assert takeover_s <= 15
+            # Every second press is paged while b is still dead: a's ingest stored its own copy.
+            wait_until(lambda: _sos_deliveries(receiver) == Counter(dict.fromkeys(HOUSEHOLDS, 2)), timeout=30)
         finally:
             if node_b.poll() is None:
                 os.killpg(node_b.pid, signal.SIGKILL)
-        # The broker gave some of the second presses to b's ingest session: b comes back (same client
-        # id, as its supervisor restarts it) and stores them; the partitions split again.
+        # b comes back (same client id, as its supervisor restarts it) with its own copies of the
+        # second presses queued in its session: stored again, paged no more; the partitions split again.
         node_b = _start_node(env)
         try:
             wait_until(lambda: _sos_deliveries(receiver) == Counter(dict.fromkeys(HOUSEHOLDS, 2)), timeout=90)

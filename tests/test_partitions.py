@@ -21,6 +21,7 @@ from carewatch.detector_runner import DetectorRunner
 from carewatch.partition_state import Partition
 from carewatch.partitions import PARTITIONS, LeaseKeeper, partition_of
 from detectors import DetectorSuiteConfig, Engine
+from schemas import evidence as ev
 from schemas.api import HouseholdCreate
 from schemas.findings import Finding
 from schemas.kinds import AlertKind, Severity
@@ -52,18 +53,29 @@ def _owners(database_url: str) -> dict[str | None, int]:
 class _HandOver:
     """What the runner does for a bare keeper: hand over at once whatever the keeper offers."""
 
-    def __init__(self, *keepers: LeaseKeeper) -> None:
+    def __init__(self, *keepers: LeaseKeeper, database_url: str = "") -> None:
         self._keepers = keepers
+        self._database_url = database_url  # given: wake the keeper once handed over, as the runner does
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        conn = psycopg.connect(self._database_url, autocommit=True) if self._database_url else None
         while not self._stop.wait(0.05):
             for keeper in self._keepers:
                 offered = keeper.offered()
                 if offered:
                     tenures = keeper.tenures()
                     keeper.handed_over({p: tenures[p] for p in offered if p in tenures})
+                    if conn is not None:
+                        try:
+                            keeper.wake(conn)
+                        except psycopg.OperationalError:  # a test cut the connections: reconnect
+                            conn.close()
+                            conn = psycopg.connect(self._database_url, autocommit=True)
+                            keeper.wake(conn)
+        if conn is not None:
+            conn.close()
 
     def __enter__(self) -> _HandOver:
         self._thread.start()
@@ -116,6 +128,51 @@ def test_a_clean_stop_releases_the_partitions_at_once(database_url: str) -> None
         a.stop()
 
 
+def test_a_joining_node_gets_its_share_without_waiting_for_renewals(database_url: str) -> None:
+    """A node that joins is announced, the others offer, hand over and release at once, and the joining
+    node takes the partitions when they are released: well within one renewal period (5 s here),
+    where it used to take up to three (notice the node, release, acquire)."""
+    renew_s = 5.0
+    a = LeaseKeeper(conninfo=database_url, node_id="node-a", ttl_s=30.0, renew_s=renew_s)
+    b = LeaseKeeper(conninfo=database_url, node_id="node-b", ttl_s=30.0, renew_s=renew_s)
+    with _HandOver(a, b, database_url=database_url):
+        a.start()
+        wait_until(lambda: len(a.tenures()) == PARTITIONS, timeout=10)
+        joined = time.monotonic()
+        b.start()
+        wait_until(lambda: len(a.tenures()) == len(b.tenures()) == PARTITIONS // 2, timeout=15, interval=0.02)
+        assert time.monotonic() - joined < renew_s / 2
+        assert _owners(database_url) == {"node-a": 32, "node-b": 32}
+        b.stop()
+        a.stop()
+
+
+def test_leases_stay_with_their_nodes_when_the_database_comes_back(database_url: str) -> None:
+    """A database failover that outlasts the lease: every lease and heartbeat expired while nobody
+    could renew, and every keeper reconnects. Each keeps its own tenures; nobody takes the others'
+    expired leases (which used to move half the partitions right after every failover)."""
+    a, b = _keeper(database_url, "node-a", 2.0), _keeper(database_url, "node-b", 2.0)
+    with _HandOver(a, b, database_url=database_url):
+        a.start()
+        b.start()
+        wait_until(lambda: len(a.tenures()) == len(b.tenures()) == PARTITIONS // 2, timeout=15)
+        before = (a.tenures(), b.tenures())
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            # The outage, as the nodes find the database when it is back: connections gone, every
+            # lease and every node's heartbeat expired.
+            conn.execute("UPDATE detector_leases SET expires_at = clock_timestamp() - interval '1 second'")
+            conn.execute("DELETE FROM detector_nodes")
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        time.sleep(2.0 + 1.0)  # past the grace period (one lease period), renewals on both sides
+        assert (a.tenures(), b.tenures()) == before
+        assert _owners(database_url) == {"node-a": 32, "node-b": 32}
+        b.stop()
+        a.stop()
+
+
 def _runner(database_url: str, node_id: str) -> DetectorRunner:
     return DetectorRunner(
         conninfo=database_url,
@@ -135,7 +192,7 @@ def _sos(minute: int) -> Finding:
         device_id="fence-button",
         at=at,
         detected_at=at,
-        evidence="sos pressed",
+        evidence=ev.Evidence(message=ev.SosPressed(at=at), tz="UTC", as_of=at),
         detector="call_button",
         notify_again=True,
     )

@@ -9,9 +9,12 @@ which finds the CJK font through fontconfig) with page numbers, each district st
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import io
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -27,6 +30,22 @@ from schemas.report import GroupFigures, GroupLevel, MonthlyReport, ReportLangua
 from storage.monthly_report import LOW_BATTERY_PCT
 
 _TEMPLATES = Environment(loader=PackageLoader("api.report", "templates"), autoescape=True, keep_trailing_newline=True)
+
+
+def stylesheet_csp_source() -> str:
+    """The CSP source (``'sha256-…'``) of the report's one inline stylesheet.
+
+    The web page shows the report in a sandboxed ``srcdoc`` frame, which inherits the page's
+    Content-Security-Policy; allowing exactly this stylesheet by its hash keeps ``style-src`` closed to
+    every other inline style. The template's ``<style>`` holds no template syntax, so its source is
+    what is rendered (a test checks this against a rendered report).
+    """
+    source = _TEMPLATES.loader.get_source(_TEMPLATES, "monthly.html.j2")[0]  # type: ignore[union-attr]
+    found = re.search(r"<style>(.*?)</style>", source, re.DOTALL)
+    if found is None:
+        raise RuntimeError("the report template has no <style> element")
+    digest = hashlib.sha256(found.group(1).encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
 class PdfUnavailableError(RuntimeError):

@@ -1,8 +1,9 @@
 // carewatch web page: one vanilla JS module, no build step.
-// Views (hash routes): #/board (alert board, live over SSE), #/household/<id>, #/fleet.
+// Views (hash routes): #/board (alert board, live over SSE), #/household/<id>, #/fleet, #/report.
 // The token lives in sessionStorage and is sent as a bearer header; the SSE stream is read with fetch()
 // because EventSource cannot send headers (and a token in the URL would land in access logs).
-// DOM is built with createElement/textContent only: no server data is ever parsed as HTML.
+// DOM is built with createElement/textContent only: no server data is ever parsed as HTML in the page
+// (the monthly report, HTML rendered by the server, is shown in a sandboxed frame of its own).
 // Languages: English and Simplified Chinese. The choice (the switch in the header, remembered in
 // localStorage; else the browser's languages) sets <html lang>, the page's text (t(), from the gettext
 // catalogue "web" served as /i18n/<lang>.json) and the API's Accept-Language, so alert evidence and
@@ -51,9 +52,14 @@ const PROBLEM_TEXT = {
 };
 const label = (table, value) => (value in table ? t(table[value]) : String(value).replaceAll("_", " "));
 
-function chosenLanguage() {
+async function chosenLanguage() {
   const saved = localStorage.getItem("carewatch.lang");
   if (LANGUAGES.includes(saved)) return saved;
+  // The installation's default (the demo's is zh-CN), before the browser's own preference.
+  try {
+    const chosen = (await (await fetch("/i18n/default.json")).json()).language;
+    if (LANGUAGES.includes(chosen)) return chosen;
+  } catch { /* no default: the browser decides */ }
   for (const tag of navigator.languages || [navigator.language || ""]) {
     const primary = String(tag).toLowerCase().split("-")[0];
     if (primary === "zh") return "zh-CN";
@@ -321,7 +327,8 @@ async function renderHousehold(householdId) {
   }
   view.replaceChildren(
     h("h2", {}, t("Household {id}", { id: household.household_id })),
-    h("p", { class: "meta" }, `${household.district || t("no district")} · ${household.timezone}`),
+    h("p", { class: "meta" }, [household.name, [household.district || t("no district"), household.committee].filter(Boolean).join(" "),
+      household.timezone].filter(Boolean).join(" · ")),
     h("div", { class: "grid2" },
       h("section", { class: "panel", "aria-labelledby": "res-title" }, h("h3", { id: "res-title" }, t("Residents")),
         h("ul", {}, residents.map((r) => h("li", {}, r.birth_year ? t("{name} (born {year})", { name: r.name, year: r.birth_year }) : r.name,
@@ -330,17 +337,21 @@ async function renderHousehold(householdId) {
         plan.length ? h("ol", {}, plan.map((c) => h("li", {}, t("{caregiver} · {role} · tier {tier}", { caregiver: c.caregiver_id, role: label(ROLE_TEXT, c.role), tier: c.tier }))))
           : h("p", { class: "empty" }, t("No contacts")))),
     h("section", { class: "panel chart", "aria-labelledby": "chart-title" },
-      h("h3", { id: "chart-title" }, t("Water use per hour, last 7 days")), chart,
+      h("h3", { id: "chart-title" }, t("Water use per hour, last 7 days")), h("div", { class: "chart-scroll" }, chart),
       h("p", { class: "legend" }, h("span", { class: "l-use" }, t("litres per hour")),
         h("span", { class: "l-band" }, t("normal band (10th–90th percentile, last 28 days)")), h("span", { class: "l-alert" }, t("alert")))),
     h("section", { class: "panel", "aria-labelledby": "checkin-title" }, h("h3", { id: "checkin-title" }, t("Check-ins with the resident")),
-      checkins.length ? checkinTable(checkins) : h("p", { class: "empty" }, t("No check-ins"))),
+      checkins.length ? checkinTable(checkins, household.timezone) : h("p", { class: "empty" }, t("No check-ins"))),
     h("section", { class: "panel", "aria-labelledby": "dev-title" }, h("h3", { id: "dev-title" }, t("Devices")), deviceTable(devices.items)),
   );
+  // On a phone the week scrolls sideways: start at its latest day.
+  const scroller = view.querySelector(".chart-scroll");
+  if (scroller) scroller.scrollLeft = scroller.scrollWidth;
 }
 
-function checkinTable(checkins) {
-  const when = (iso) => new Date(iso).toLocaleString(state.lang, { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+function checkinTable(checkins, timeZone) {
+  // In the household's time zone, like the chart and the evidence (not the reader's).
+  const when = (iso) => new Date(iso).toLocaleString(state.lang, { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone });
   const result = (c) => c.status === "answered" ? `${label(ANSWER_TEXT, c.answer)} (${label(VIA_TEXT, c.answered_via)})`
     : c.status === "unanswered" ? t("no answer: care plan paged") : c.status === "waiting" ? t("waiting") : t("cancelled");
   return h("table", { id: "checkins" }, h("caption", { class: "visually-hidden" }, t("Check-ins with the resident, newest first")),
@@ -395,7 +406,9 @@ function usageChart(buckets, band, alerts, timeZone, startMs) {
   for (const litres of [0, top / 2, top]) axis.append(h("svg:text", { x: 2, y: y(litres) + 4 }, t("{litres} L", { litres: Math.round(litres) })));
   for (let day = 0; day <= 7; day++) {
     const ms = startMs + day * 24 * hourMs;
-    axis.append(h("svg:text", { x: x(ms) - 12, y: H - 8 }, new Date(ms).toLocaleDateString(state.lang, { month: "numeric", day: "numeric", timeZone })));
+    // The first and last labels are anchored inside the chart, so neither is cut at its edge.
+    const anchor = day === 0 ? "start" : day === 7 ? "end" : "middle";
+    axis.append(h("svg:text", { x: x(ms), y: H - 8, "text-anchor": anchor }, new Date(ms).toLocaleDateString(state.lang, { month: "numeric", day: "numeric", timeZone })));
   }
   svg.append(axis);
   for (const alert of alerts) {
@@ -426,12 +439,79 @@ async function renderFleet() {
         h("td", {}, d.last_seen_at ? t("{age} ago", { age: age(d.last_seen_at) }) : t("never")), h("td", {}, d.seq_gaps_24h))))) : h("p", { class: "empty" }, t("No problems.")));
 }
 
+// ---- monthly report (staff) ------------------------------------------------------------------------
+// The server renders the report (the same HTML as `carewatch report`); the page shows it in a sandboxed
+// srcdoc frame (no scripts, an opaque origin) and downloads the PDF and CSV with the bearer token.
+const STAFF = ["admin", "operator"];
+
+function lastMonth() {
+  const now = new Date();
+  const first = new Date(now.getFullYear(), now.getMonth() - 1, 1);
+  return `${first.getFullYear()}-${String(first.getMonth() + 1).padStart(2, "0")}`;
+}
+
+function reportQuery(form, format) {
+  const query = new URLSearchParams({ month: form.month.value, format, lang: state.lang });
+  if (form.district && form.district.value.trim()) query.set("district", form.district.value.trim());
+  return `/reports/monthly?${query}`;
+}
+
+async function fetchReport(path) {
+  const response = await fetch(API + path, { headers: { Authorization: `Bearer ${token()}`, "Accept-Language": state.lang } });
+  if (response.status === 401) { signOut(); throw new Error(t("signed out")); }
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    throw new Error(body && (body.detail || body.title) || response.statusText);
+  }
+  return response;
+}
+
+async function download(form, format) {
+  const response = await fetchReport(reportQuery(form, format));
+  const url = URL.createObjectURL(await response.blob());
+  const link = h("a", { href: url, download: `carewatch-report-${form.month.value}.${format}` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+async function renderReport() {
+  const view = document.getElementById("view");
+  const status = h("p", { class: "hint", role: "status" });
+  const frame = h("iframe", { class: "report", sandbox: "", title: t("Monthly report") });
+  const district = state.me.role === "admin"
+    ? [h("label", { for: "report-district" }, t("District (empty: all)")), h("input", { id: "report-district", name: "district", autocomplete: "off" })]
+    : [];
+  const form = h("form", { class: "report-form" },
+    h("label", { for: "report-month" }, t("Month")),
+    h("input", { id: "report-month", name: "month", type: "month", required: "", value: lastMonth() }),
+    ...district,
+    h("button", { type: "submit" }, t("Show")),
+    h("button", { type: "button", "data-format": "pdf" }, t("Download PDF")),
+    h("button", { type: "button", "data-format": "csv" }, t("Download CSV")));
+  const show = async () => {
+    status.textContent = t("Loading…");
+    try {
+      frame.srcdoc = await (await fetchReport(reportQuery(form, "html"))).text();
+      status.textContent = "";
+    } catch (error) { status.textContent = t("Could not load: {error}", { error: error.message }); }
+  };
+  form.addEventListener("submit", (event) => { event.preventDefault(); show(); });
+  form.querySelectorAll("button[data-format]").forEach((button) => button.addEventListener("click", async () => {
+    try { await download(form, button.dataset.format); } catch (error) { status.textContent = t("Could not load: {error}", { error: error.message }); }
+  }));
+  view.replaceChildren(h("h2", {}, t("Monthly report")), form, status, frame);
+  await show();
+}
+
 // ---- routing ---------------------------------------------------------------------------------------
 async function render() {
   const signedIn = Boolean(state.me);
   document.getElementById("login").hidden = signedIn;
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("logout").hidden = !signedIn;
+  document.getElementById("nav-report").hidden = !(signedIn && STAFF.includes(state.me.role));
   document.getElementById("whoami").textContent = signedIn ? `${label(ROLE_TEXT, state.me.role)} ${state.me.subject}${state.me.district ? ` · ${state.me.district}` : ""}` : "";
   const view = document.getElementById("view");
   if (!signedIn) { view.replaceChildren(); return; }
@@ -440,6 +520,7 @@ async function render() {
   try {
     if (route.startsWith("household/")) await renderHousehold(decodeURIComponent(route.slice("household/".length)));
     else if (route === "fleet") await renderFleet();
+    else if (route === "report") await renderReport();
     else {
       await loadBoard();
       state.ageTimer = setInterval(renderBoard, 30000);
@@ -473,7 +554,7 @@ document.getElementById("lang").addEventListener("change", async (event) => {
 });
 
 (async () => {
-  await setLanguage(chosenLanguage());
+  await setLanguage(await chosenLanguage());
   if (token()) { try { state.me = await api("/whoami"); } catch { state.me = null; } }
   await render();
 })();

@@ -134,7 +134,11 @@ def test_nobody_answering_two_attempts_pages_the_care_plan_with_the_check_in_his
     state = alert(conn, alert_id)
     assert state["status"] == "open"
     assert state["paged_at"] == T0 + 2 * WAIT
-    assert "checked in at 02:00Z by call button and phone call, again at 02:10Z; no answer" in state["evidence"]
+    # The history in the household's time (Asia/Shanghai: 02:00Z is 10:00).
+    assert (
+        "checked in with the resident at 10:00 by call button and phone call"
+        "; at 10:10 by call button and phone call: no answer"
+    ) in state["evidence"]
     assert [row[:2] for row in outbox(conn, alert_id)][4:] == [("webhook", f"vol-{household}")]
     assert checkin_of(conn, alert_id)["status"] == "unanswered"
     assert timeline_actions(conn, alert_id)[-2:] == ["checkin_ended", "notify"]
@@ -176,7 +180,7 @@ def test_help_pages_at_once_and_a_late_ok_is_only_noted(conn: psycopg.Connection
         assert checkins.answer(conn, checkin_id, CheckinAnswer.HELP, "voice", at, at, CONFIG) == "paged"
     state = alert(conn, alert_id)
     assert state["status"] == "open"
-    assert "answered help by phone call at 02:02Z: asked for help" in state["evidence"]
+    assert "the resident asked for help (by phone call, 10:02)" in state["evidence"]
     assert outbox(conn, alert_id)[-1][:2] == ("webhook", f"vol-{household}")
     with conn.transaction():
         assert checkins.answer(conn, checkin_id, CheckinAnswer.OK, "voice", at, at, CONFIG) == "late"

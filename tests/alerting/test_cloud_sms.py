@@ -113,7 +113,7 @@ def test_aliyun_signed_template_message(aliyun: FakeAliyunSms) -> None:
     first, second = aliyun.sent
     assert (first.phone, first.template, first.sign_name) == ("13800138000", "SMS_480001", SIGN)
     assert first.params == {
-        "kind": "长时间未用水",
+        "kind": "未用水",
         "household": "hh-5",
         "evidence": "通常07:40前用水；昨晚21:10以来一直没有用水，请上门查看老人…",
         "alert": "5",
@@ -122,7 +122,7 @@ def test_aliyun_signed_template_message(aliyun: FakeAliyunSms) -> None:
     assert first.reference == BODY["idempotency_key"]
     assert (second.template, second.params) == (
         "SMS_480003",
-        {"household": "hh-5", "kind": "长时间未用水", "alert": "5", "claimer": "cg-2"},
+        {"household": "hh-5", "kind": "未用水", "alert": "5", "claimer": "cg-2"},
     )
 
 
@@ -160,7 +160,7 @@ def test_tencent_signed_template_message(tencent: FakeTencentSms) -> None:
     assert not tencent.violations
     (sent,) = tencent.sent
     assert (sent.phone, sent.template, sent.sign_name) == ("+8613800138000", "2100001", SIGN)
-    assert sent.params == ["长时间未用水", "hh-5", "通常07:40前用水；…", "5"]  # 12 characters at most
+    assert sent.params == ["未用水", "hh-5", "通常07:40前用水；…", "5"]  # 12 characters at most
     assert sent.reference == BODY["idempotency_key"]
 
 
@@ -267,7 +267,7 @@ def test_throttled_sms_waits_through_the_dispatcher_and_is_not_dead(database_url
                 (alert_id, waiting_row[0]),
             ).fetchone()
             assert status == ("sent", 2)
-            assert (aliyun.sent[0].template, aliyun.sent[0].params["kind"]) == ("SMS_480001", "紧急呼叫")  # zh-CN
+            assert (aliyun.sent[0].template, aliyun.sent[0].params["kind"]) == ("SMS_480001", "一键呼叫")  # zh-CN
             assert [sent.phone for sent in aliyun.sent] == [
                 {"sms-fam": "13800138001", "sms-vol": "13800138002"}[waiting_row[0]]
             ]

@@ -39,7 +39,7 @@ def test_truncate_utf8_never_splits_a_character(text: str, limit: int) -> None:
 
 def test_markdown_in_chinese_by_default_with_id_and_link() -> None:
     text = robot_markdown(BODY, max_bytes=4096, link=LINK)
-    assert "【紧急】紧急呼叫" in text
+    assert "【紧急】一键呼叫" in text
     assert "一键通紧急按钮 10:02 按下" in text
     assert "新警报，请尽快处理并认领" in text
     assert "警报编号 4242" in text
@@ -77,7 +77,7 @@ def test_sms_families_and_variables() -> None:
     params = sms_template_params(BODY)
     assert list(params) == list(SMS_TEMPLATE_VARIABLES["alert"])
     assert params == {
-        "kind": "紧急呼叫",
+        "kind": "一键呼叫",
         "household": "hh-putuo-7",
         "evidence": "一键通紧急按钮 10:02 按下",
         "alert": "4242",
@@ -87,7 +87,7 @@ def test_sms_families_and_variables() -> None:
 
 
 def test_sms_variables_are_cut_to_the_vendor_limit_in_characters() -> None:
-    params = sms_template_params({**BODY, "evidence": "夜间\n持续流水" * 20}, max_chars=12)
+    params = sms_template_params({**BODY, "evidence": "夜间\n持续用水" * 20}, max_chars=12)
     assert all(len(value) <= 12 for value in params.values())
-    assert params["evidence"] == "夜间 持续流水夜间 持" + ELLIPSIS
+    assert params["evidence"] == "夜间 持续用水夜间 持" + ELLIPSIS
     assert len(params["evidence"]) == 12

@@ -106,7 +106,7 @@ def test_group_chat_gets_the_alert_and_sees_who_claimed(world: World, database_u
         (group_message,) = [message for _, message in world.wecom.delivered[wecom_before:]]
         assert group_message["msgtype"] == "markdown"
         content = group_message["markdown"]["content"]
-        assert "【紧急】紧急呼叫 · 住户 hh-g1" in content
+        assert "【紧急】一键呼叫 · 住户 hh-g1" in content
         assert f"警报编号 {alert_id}" in content
         assert "https://cw.example.gov.cn/#/household/hh-g1" in content
         (volunteer_message,) = [message for _, message in world.dingtalk.delivered[dingtalk_before:]]
@@ -154,7 +154,7 @@ def test_group_joins_at_its_tier_and_never_blocks_declines(world: World, databas
         world.dispatcher.run_once()
         (message,) = [message for _, message in world.wecom.delivered[before:]]
         assert "无人认领，已升级" in message["markdown"]["content"]
-        assert "【重要】长时间未用水" in message["markdown"]["content"]
+        assert "【重要】未用水" in message["markdown"]["content"]
 
         sos = open_alert(conn, finding(household), world.clock(), CONFIG)
         world.dispatcher.run_once()

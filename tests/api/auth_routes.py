@@ -28,11 +28,22 @@ Operation = tuple[str, str]  # (method, OpenAPI path template)
 OPEN_OPERATIONS: frozenset[Operation] = frozenset({("GET", "/healthz"), ("GET", "/readyz")})
 
 # Routes outside the OpenAPI document that are open on purpose: the web page and its static files (the
-# page asks for a token before it calls the API), the API's own description (FastAPI's docs and schema:
-# no data), and Prometheus' /metrics (counts by route template, status, role, reject reason and
-# channel: no ids, names or addresses; docs/operations.md, "Personal data").
+# page asks for a token before it calls the API), the page's translations (/i18n/{language}.json: the
+# words of the page, no data; /i18n/default.json: the deployment's default language), the API's own
+# description (FastAPI's docs and schema: no data), and Prometheus' /metrics (counts by route template,
+# status, role, reject reason and channel: no ids, names or addresses; docs/operations.md, "Personal data").
 OPEN_UNDOCUMENTED: frozenset[str] = frozenset(
-    {"/", "/static", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    {
+        "/",
+        "/static",
+        "/i18n/{language}.json",
+        "/i18n/default.json",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+    }
 )
 
 

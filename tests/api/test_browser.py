@@ -3,8 +3,10 @@
 Signs in with a caregiver token, claims and resolves an alert from the board, sees an alert opened by
 another process appear live (SSE), opens the household page with its chart, and checks the screenshots
 are not blank. A browser set to Chinese gets the board and the household page in Chinese, and the
-language switch turns them to English. With ``CAREWATCH_UPDATE_SCREENSHOTS=1`` the screenshots are also
-written to ``docs/img/`` for the README (otherwise a test run leaves the tree untouched).
+language switch turns them to English; an installation's default language (the demo's zh-CN) wins over
+the browser's, on a phone. With ``CAREWATCH_UPDATE_SCREENSHOTS=1`` the screenshots of the test's small
+world are written to ``docs/img/test/`` (otherwise a test run leaves the tree untouched); the README's
+come from the running demo (``scripts/screenshots``).
 
 Playwright never downloads a browser here: ``executable_path`` points at the system Chromium. The test
 is skipped (by an explicit marker) only where that binary is missing: ``scripts/bootstrap`` installs it.
@@ -34,7 +36,8 @@ DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 def _shot_path(tmp_path: Path, name: str) -> str:
-    folder = DOC_IMAGES if os.environ.get("CAREWATCH_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    folder = DOC_IMAGES / "test" if os.environ.get("CAREWATCH_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
     return str(folder / name)
 
 
@@ -134,7 +137,7 @@ def test_claim_resolve_live_update_and_chart(
     expect(page.locator(".chart svg rect.bar").first).to_be_attached()
     expect(page.locator(".chart svg polygon.band")).to_have_count(1)
     expect(page.locator(".chart svg line.marker").first).to_be_attached()
-    expect(page.locator("#checkins tbody tr[data-checkin-status=waiting]")).to_contain_text("routine missed")
+    expect(page.locator("#checkins tbody tr[data-checkin-status=waiting]")).to_contain_text("missed routine")
     household = page.screenshot(path=_shot_path(tmp_path, "household.png"), full_page=True)
     assert png_pixel_spread(household)[1] > 5
     assert errors == []
@@ -162,9 +165,11 @@ def test_the_page_in_chinese_with_a_switch_to_english(
 ) -> None:
     """A browser set to Chinese gets the page in Chinese (board, live evidence, household page); the
     switch turns it to English, and the choice outlives a reload."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN", accept_downloads=True)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     page.goto(server.url + "/")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     expect(page.get_by_role("heading", name="登录")).to_be_visible()
@@ -208,7 +213,23 @@ def test_the_page_in_chinese_with_a_switch_to_english(
     household = page.screenshot(path=_shot_path(tmp_path, "household.zh-CN.png"), full_page=True)
     assert png_pixel_spread(household)[1] > 5
 
+    # The district's monthly report, as the server renders it, in the page's language and styles.
+    page.goto(server.url + "/#/report")
+    expect(page.get_by_role("heading", name="月度报告")).to_be_visible()
+    page.get_by_label("月份").fill(now.strftime("%Y-%m"))  # this running month holds the world's alerts
+    page.get_by_role("button", name="查看").click()
+    report = page.frame_locator("iframe.report")
+    expect(report.locator("h1")).to_contain_text("居家安全监测月报")
+    expect(report.locator(".chart img").first).to_be_visible()
+    # The report's own stylesheet applies (the page's CSP allows it by its hash, nothing else inline).
+    expect(report.locator("h2").first).to_have_css("border-bottom-style", "solid")
+    assert not [m for m in console if "Content Security Policy" in m], console
+    with page.expect_download() as pdf:
+        page.get_by_role("button", name="下载 PDF").click()
+    assert pdf.value.suggested_filename.endswith(".pdf")
+
     page.locator("#lang").select_option("en")
+    page.goto(server.url + "/#/household/hh-a1")
     expect(page.get_by_role("heading", name="Care plan")).to_be_visible()
     expect(page.locator("html")).to_have_attribute("lang", "en")
     page.reload()
@@ -219,3 +240,31 @@ def test_the_page_in_chinese_with_a_switch_to_english(
     expect(page.locator(f'li.card[data-alert-id="{flow_id}"] .evidence')).to_contain_text("water running at 12.5 L/min")
     assert errors == []
     page.close()
+
+
+def test_the_installations_default_language_wins_over_the_browsers(
+    browser: Browser, server: Served, world: World
+) -> None:
+    """The demo opens in zh-CN (setting ``page_language``) even in a browser set to English; the switch
+    still turns the page to English, and that choice then wins."""
+    server.app.state.page_language = "zh-CN"
+    try:
+        page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, locale="en-US")
+        page.goto(server.url + "/")
+        expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        page.get_by_label("API 令牌").fill(world.tokens.op_a)
+        page.get_by_role("button", name="登录").click()
+        expect(page.locator("#nav")).to_contain_text("告警看板")
+        expect(page.locator("li.card").first).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        page.goto(server.url + "/#/household/hh-a1")
+        expect(page.get_by_role("heading", name="近 7 天每小时用水量")).to_be_visible()
+        # The week scrolls inside its panel on a phone; the page does not scroll sideways.
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        page.locator("#lang").select_option("en")
+        expect(page.get_by_role("heading", name="Water use per hour, last 7 days")).to_be_visible()
+        page.reload()
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+        page.close()
+    finally:
+        server.app.state.page_language = None

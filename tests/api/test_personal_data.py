@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from alerting.service import AlertingConfig, apply_findings
 from carewatch import cli
+from schemas import evidence as ev
 from schemas.findings import Finding
 from schemas.kinds import AlertKind, Severity
 from storage import outbox, service_levels
@@ -89,11 +90,14 @@ def _populate(admin: httpx.Client, database_url: str, markers: Markers, househol
                 device_id=button,
                 at=NOW - timedelta(hours=3),
                 detected_at=NOW - timedelta(hours=3),
-                evidence=f'{kind.value} at 08:00 (note: "{note}")',
+                evidence=ev.Evidence(message=message, tz="Asia/Shanghai", as_of=NOW - timedelta(hours=3)),
                 detector="call_sos",
                 details={"note": note},
             )
-            for kind, severity in ((AlertKind.SERVICE_REQUEST, Severity.NORMAL), (AlertKind.SOS, Severity.CRITICAL))
+            for kind, severity, message in (
+                (AlertKind.SERVICE_REQUEST, Severity.NORMAL, ev.ServiceRequested(at=NOW, note=ev.Note(text=note))),
+                (AlertKind.SOS, Severity.CRITICAL, ev.SosPressed(at=NOW, note=ev.Note(text=note))),
+            )
         )
         request_id, sos_id = (apply_findings(conn, [f], NOW - timedelta(hours=3), config)[0] for f in (request, sos))
         pending = conn.execute(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 import string
 from datetime import UTC, date, datetime
 
@@ -10,7 +12,7 @@ import pytest
 
 from api.report import charts
 from api.report.build import TARGETS, parse_month
-from api.report.render import render_html
+from api.report.render import render_html, stylesheet_csp_source
 from api.report.wording import EN, ZH_CN, Words
 from schemas.kinds import AlertKind, AlertStatus, Outcome
 from schemas.report import (
@@ -133,11 +135,14 @@ def test_charts_draw_chinese_as_paths_with_a_cjk_font() -> None:
     assert "<text" not in svg  # every glyph drawn: the same picture in any browser and in the PDF
 
 
-def test_html_escapes_what_people_typed() -> None:
-    """Names and committees come from the registry: the page shows them, never runs them."""
+HOSTILE = "<script>alert(1)</script>"
+
+
+def _hostile_report() -> MonthlyReport:
+    """A report whose names and committee were typed by someone hostile."""
     group = _group().model_copy(update={"level": GroupLevel.DISTRICT, "committee": None})
-    hostile = "<script>alert(1)</script>"
-    report = MonthlyReport(
+    hostile = HOSTILE
+    return MonthlyReport(
         month="2026-11",
         district="长宁区",
         generated_at=datetime(2026, 12, 3, 2, tzinfo=UTC),
@@ -166,7 +171,24 @@ def test_html_escapes_what_people_typed() -> None:
         ],
         alerts_per_day=[],
     )
+
+
+def test_html_escapes_what_people_typed() -> None:
+    """Names and committees come from the registry: the page shows them, never runs them."""
+    hostile = HOSTILE
+    report = _hostile_report()
     page = render_html(report, ReportLanguage.EN)
     assert hostile not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "Period: 1 Nov 2026 to 30 Nov 2026 (Asia/Shanghai, local time)" in page
+
+
+def test_the_page_allows_exactly_the_rendered_stylesheet() -> None:
+    """The page's CSP names the report's stylesheet by hash (the page shows the report in a srcdoc frame):
+    the hash must be of what is rendered, or the report would show unstyled in the page."""
+    page = render_html(_hostile_report(), ReportLanguage.ZH_CN)
+    styles = re.findall(r"<style>(.*?)</style>", page, re.DOTALL)
+    assert len(styles) == 1
+    digest = base64.b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
+    assert stylesheet_csp_source() == f"'sha256-{digest}'"
+    assert "style=" not in page  # style attributes would need 'unsafe-hashes': none are used
