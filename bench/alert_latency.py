@@ -37,7 +37,6 @@ import select
 import tempfile
 import time
 import uuid
-from multiprocessing.connection import Connection
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -45,10 +44,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import sql
 
 import storage
+from bench.harness.receiver import RemoteReceiver, percentile, provision
 from carewatch.embedded import start_mosquitto
 from carewatch.runtime import Pipeline
 from carewatch.settings import Settings
-from carewatch.webhook_receiver import WebhookReceiver
 from simulator.wire import WireConnection
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -95,70 +94,6 @@ def load_publisher(url: str, meters: int, rate: float, stop: multiprocessing.syn
         sent.value = conn.sent  # type: ignore[attr-defined]
         time.sleep(0.01)
     conn.close()
-
-
-def _serve_receiver(secret: str, pipe: Connection) -> None:
-    """Child process: a ``WebhookReceiver`` answering the parent's commands over ``pipe``."""
-    receiver = WebhookReceiver(secret=secret).start()
-    pipe.send(receiver.url)
-    while True:
-        command, argument = pipe.recv()
-        if command == "wait_for":
-            pipe.send(receiver.wait_for(*argument))
-        elif command == "results":
-            pipe.send(([(d.body, d.received_unix) for d in receiver.deliveries], receiver.repeats))
-        else:
-            receiver.stop()
-            pipe.send(True)
-            return
-
-
-class RemoteReceiver:
-    """The caregivers' webhook endpoint, in its own process."""
-
-    def __init__(self, secret: str) -> None:
-        self.secret = secret
-        self._pipe, child = multiprocessing.Pipe()
-        self._process = multiprocessing.Process(target=_serve_receiver, args=(secret, child), daemon=True)
-        self._process.start()
-        self.url: str = self._pipe.recv()
-
-    def wait_for(self, count: int, timeout: float) -> bool:
-        self._pipe.send(("wait_for", (count, timeout)))
-        return bool(self._pipe.recv())
-
-    def results(self) -> tuple[list[tuple[dict[str, object], float]], int]:
-        self._pipe.send(("results", None))
-        deliveries, repeats = self._pipe.recv()
-        return deliveries, repeats
-
-    def stop(self) -> None:
-        self._pipe.send(("stop", None))
-        self._pipe.recv()
-        self._process.join(timeout=10)
-
-
-def provision(conn: psycopg.Connection, homes: int, meters: int, receiver: RemoteReceiver) -> None:
-    with conn.cursor() as cur:
-        with cur.copy("COPY households (household_id, name, district) FROM STDIN") as copy:
-            for i in range(homes):
-                copy.write_row((f"hh-{i}", f"home {i}", f"district-{i % 10}"))
-        with cur.copy("COPY caregivers (caregiver_id, name, webhook_url, webhook_secret) FROM STDIN") as copy:
-            for i in range(homes):
-                copy.write_row((f"cg-{i}", f"caregiver {i}", f"{receiver.url}/{i}", receiver.secret))
-        with cur.copy("COPY care_plan_contacts (household_id, caregiver_id, role, tier) FROM STDIN") as copy:
-            for i in range(homes):
-                copy.write_row((f"hh-{i}", f"cg-{i}", "volunteer", 1))
-        with cur.copy("COPY devices (device_id, device_type, household_id, expected_interval_s) FROM STDIN") as copy:
-            for i in range(homes):
-                copy.write_row((f"b-{i}", "call_button", f"hh-{i}", 6 * 3600))
-            for i in range(meters):
-                copy.write_row((f"m-{i}", "water_meter", f"hh-{i % homes}", 3600))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> int:

@@ -49,186 +49,27 @@ if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
-import json
 import os
-import re
 import secrets
 import signal
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 
-import httpx
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
 import storage
-from bench.alert_latency import RemoteReceiver, percentile, provision
+from bench.harness.fleet import Fleet
+from bench.harness.node import Node
+from bench.harness.receiver import RemoteReceiver, percentile, provision
+from bench.harness.services import Broker
 from bench.pgaf_cluster import AutoFailoverCluster, ClusterError, pg_autoctl
-from carewatch.embedded import find_mosquitto, free_port, port_answers, render_mosquitto_conf
+from carewatch.embedded import find_mosquitto
 
 ROOT = "bench/ha/v1"
 TAKEOVER_TARGET_S, DB_FAILOVER_TARGET_S, SOS_P99_TARGET_MS, SOS_MAX_TARGET_MS = 15, 30, 500, 60_000
-
-
-class Broker:
-    """Mosquitto on a fixed port with persistence in ``workdir``; ``restart`` keeps port and data."""
-
-    def __init__(self, workdir: Path, binary: Path) -> None:
-        self.workdir, self.binary, self.port = workdir, binary, free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            render_mosquitto_conf(
-                port=self.port, persistence_dir=workdir, log_file=workdir / "mosquitto.log", user="root"
-            )
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([str(self.binary), "-c", str(self.conf)])
-        deadline = time.monotonic() + 15
-        while not port_answers("127.0.0.1", self.port):
-            if time.monotonic() > deadline:
-                raise RuntimeError("mosquitto did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()  # saves its persistence database
-            self.process.wait(timeout=30)
-
-
-class Node:
-    """``carewatch run`` as a subprocess in its own process group (a SIGKILL takes its children)."""
-
-    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
-        self.name, self.workdir = name, workdir
-        self.api_port = free_port()
-        self.env = {**env, "CAREWATCH_NODE_ID": name, "CAREWATCH_API_PORT": str(self.api_port),
-                    "CAREWATCH_MQTT_CLIENT_ID": f"cw-{name}"}  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        log = (self.workdir / f"{self.name}-{self.starts}.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from carewatch.cli import main; raise SystemExit(main(['run']))"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def partitions(self) -> int | None:
-        """How many partitions its detectors hold, from its ``/readyz`` (None if it does not answer)."""
-        try:
-            body = httpx.get(f"http://127.0.0.1:{self.api_port}/readyz", timeout=2).json()
-        except (httpx.HTTPError, ValueError):
-            return None
-        for check in body.get("checks", []):
-            if check["name"] == "partitions":
-                found = re.search(r"holds (\d+)/", check["detail"])
-                return int(found.group(1)) if found else None
-        return None
-
-
-class Fleet:
-    """Meters at a steady rate and sos presses, QoS 1 with persistent sessions; remembers every PUBACK."""
-
-    def __init__(self, broker_url: str, meters: int, rate: float) -> None:
-        self._port = int(broker_url.rsplit(":", 1)[1])
-        self._meters, self._rate = meters, rate
-        self.acked: set[tuple[str, int]] = set()
-        self.pressed: dict[str, float] = {}  # household → publish time (unix)
-        self._lock = threading.Lock()
-        self._pending: dict[tuple[int, int], tuple[str, int]] = {}
-        self._early: set[tuple[int, int]] = set()
-        self._stop = threading.Event()
-        self._load = self._client("bench-ha-load", 0)
-        self._press = self._client("bench-ha-press", 1)
-        self._thread = threading.Thread(target=self._run_load, daemon=True)
-
-    def _client(self, client_id: str, index: int) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-        client.max_inflight_messages_set(1000)
-        client.max_queued_messages_set(0)
-        client.reconnect_delay_set(0.2, 1)
-        client.on_publish = lambda c, u, mid, rc, props: self._on_publish(index, mid)
-        client.connect("127.0.0.1", self._port)
-        client.loop_start()
-        return client
-
-    def _on_publish(self, index: int, mid: int) -> None:
-        with self._lock:
-            key = self._pending.pop((index, mid), None)
-            if key is not None:
-                self.acked.add(key)
-            else:  # acknowledged before publish() returned its mid
-                self._early.add((index, mid))
-
-    def _publish(
-        self, index: int, client: mqtt.Client, topic: str, body: dict[str, object], key: tuple[str, int]
-    ) -> None:
-        # Never hold our lock inside paho: its network thread calls _on_publish under paho's own locks.
-        info = client.publish(topic, json.dumps(body), qos=1)
-        with self._lock:
-            if (index, info.mid) in self._early:
-                self._early.discard((index, info.mid))
-                self.acked.add(key)
-            else:
-                self._pending[(index, info.mid)] = key
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run_load(self) -> None:
-        registers, seq, sent, start = [1000.0] * self._meters, 0, 0, time.monotonic()
-        while not self._stop.is_set():
-            due = int((time.monotonic() - start) * self._rate)
-            while sent < due:
-                meter = sent % self._meters
-                if meter == 0:
-                    seq += 1
-                registers[meter] += 0.5
-                body = {"ts": int(time.time() * 1000), "seq": seq, "register_l": round(registers[meter], 1)}
-                self._publish(0, self._load, f"{ROOT}/dev/m-{meter}/telemetry", body, (f"m-{meter}", seq))
-                sent += 1
-            time.sleep(0.01)
-
-    def press(self, home: int) -> None:
-        household = f"hh-{home}"
-        self.pressed[household] = time.time()
-        body = {"ts": int(time.time() * 1000), "seq": 1, "event": "sos"}
-        self._publish(1, self._press, f"{ROOT}/dev/b-{home}/event", body, (f"b-{home}", 1))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        deadline = time.monotonic() + 60  # what the broker has not acknowledged yet is resent
-        while self._pending and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for client in (self._load, self._press):
-            client.disconnect()
-            client.loop_stop()
 
 
 def _write_ok(database_url: str) -> bool:
@@ -300,7 +141,7 @@ def main() -> int:
             node.start()
         if _wait(lambda: [n.partitions() for n in nodes] == [32, 32], 90) is None:
             raise RuntimeError(f"the nodes did not split the partitions: {[n.partitions() for n in nodes]}")
-        fleet = Fleet(broker.url, args.meters, args.load_rate)
+        fleet = Fleet(port=broker.port, topic_root=ROOT, meters=args.meters, rate=args.load_rate)
         fleet.start()
         presses = 0
         stop_pressing = threading.Event()
