@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
@@ -11,6 +12,7 @@ from detectors import DetectorSuiteConfig, Engine
 from i18n import english
 from schemas.findings import AlertClosure, Finding, FindingAction
 from schemas.kinds import AlertKind, Severity
+from schemas.records import MeterSample
 from tests.detectors.helpers import HH, METER, at, readings
 
 CFG = DetectorSuiteConfig()
@@ -128,3 +130,18 @@ def test_a_reading_that_shows_use_after_a_long_gap_is_news_not_the_backstop() ->
     assert inactivity(after) == []
     [f] = inactivity(e.process(list(readings(at(22.25), at(23), register=114.0))))
     assert (f.at, f.detected_at) == (at(8), at(22.25))
+
+
+def test_rescheduled_timers_do_not_pile_up() -> None:
+    """Every reading moves its meter's timer; the stale entries are dropped, so a meter reading every
+    few seconds for hours does not grow the engine (bench/soak.py found ~140 stale entries a second)."""
+    e = engine()
+    t0 = at(8)
+    register = 1000.0
+    for i in range(5000):  # one reading a call, as the live runner often delivers them
+        register += 0.5
+        moment = t0 + timedelta(seconds=2 * i)
+        e.process([MeterSample(METER.device_id, HH, moment, register, moment)])
+    live = sum(map(len, e._due.values()))
+    assert len(e._heap) <= 2 * live + 1024
+    assert len(e._heap) < 2000  # 5,000 reschedules, a handful of live timers
