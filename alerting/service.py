@@ -10,7 +10,7 @@ machine; only a person resolves an alert, with an outcome.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import psycopg
@@ -145,6 +145,26 @@ def _open(
         return  # nobody is paged while the resident is asked
     store.mark_paged(conn, created.alert_id, now)
     notify_step(conn, created, 0, NotificationReason.NEW, now, config)
+
+
+def escalate_in_order(
+    conn: psycopg.Connection, until: datetime, config: AlertingConfig, on_step: Callable[[datetime], None]
+) -> None:
+    """For replays in simulated time (the demo's history, the report's simulated month): escalate every
+    wait that runs out up to ``until``, one moment at a time in time order, each in its own transaction
+    and followed by ``on_step(moment)``, as the live escalation loop would have over those hours."""
+    while True:
+        row = conn.execute(
+            "SELECT min(next_escalation_at) FROM alerts WHERE next_escalation_at <= %s"
+            " AND status IN ('checking_in', 'open', 'notified')",
+            (until,),
+        ).fetchone()
+        due = row[0] if row else None
+        if due is None:
+            return
+        with conn.transaction():
+            escalate_due(conn, due, config)
+        on_step(due)
 
 
 def escalate_due(conn: psycopg.Connection, now: datetime, config: AlertingConfig) -> int:

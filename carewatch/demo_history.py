@@ -46,7 +46,7 @@ import psycopg
 
 from alerting import checkins
 from alerting.config import AlertingConfig
-from alerting.service import AlertConflictError, apply_findings, claim_alert, escalate_due, resolve_alert
+from alerting.service import AlertConflictError, apply_findings, claim_alert, escalate_in_order, resolve_alert
 from alerting.visits import log_visit, raise_overdue_visits
 from carewatch.detector_runner import CURSORS, household_view_settings
 from carewatch.partition_state import runner_key
@@ -290,18 +290,7 @@ class _Timeline:
                 return
 
     def _escalate_until(self, until: datetime, on_step: Callable[[datetime], None]) -> None:
-        while True:
-            row = self.conn.execute(
-                "SELECT min(next_escalation_at) FROM alerts WHERE next_escalation_at <= %s"
-                " AND status IN ('checking_in', 'open', 'notified')",
-                (until,),
-            ).fetchone()
-            due = row[0] if row else None
-            if due is None:
-                return
-            with self.conn.transaction():
-                escalate_due(self.conn, due, self.config)
-            on_step(due)
+        escalate_in_order(self.conn, until, self.config, on_step)
 
 
 class _People:

@@ -44,7 +44,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
 # The household shown: the demo's resident whose water stopped (simulator.demo: the first live meter).
 HOUSEHOLD = "sim-000002"
-# As root on a machine with a closed network: no sandbox, no background calls (tests/api/test_browser.py).
+# As root on a machine with a closed network: no sandbox, no background calls (the browser test uses these too).
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",

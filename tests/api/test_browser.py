@@ -27,6 +27,7 @@ import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
 from alerting.service import AlertingConfig, apply_findings
+from carewatch.screenshots import CHROMIUM_ARGS
 from schemas.evidence import WaterRunning
 from schemas.kinds import AlertKind, Severity
 from tests.api.world import Served, World, finding
@@ -40,19 +41,6 @@ def _shot_path(tmp_path: Path, name: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     return str(folder / name)
 
-
-# As root on a machine with a closed network: no sandbox, and no background calls to Google's hosts.
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")
 

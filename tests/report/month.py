@@ -28,7 +28,7 @@ import psycopg
 
 from alerting import checkins
 from alerting.config import AlertingConfig
-from alerting.service import AlertConflictError, apply_findings, claim_alert, escalate_due, resolve_alert
+from alerting.service import AlertConflictError, apply_findings, claim_alert, escalate_in_order, resolve_alert
 from alerting.visits import log_visit, raise_overdue_visits
 from carewatch.provision import CareTeam, provision_fleet
 from detectors.backtest import replay
@@ -123,18 +123,7 @@ class _Timeline:
             on_step(event.at)
 
     def _escalate_until(self, until: datetime, on_step: Callable[[datetime], None]) -> None:
-        while True:
-            row = self.conn.execute(
-                "SELECT min(next_escalation_at) FROM alerts WHERE next_escalation_at <= %s"
-                " AND status IN ('checking_in', 'open', 'notified')",
-                (until,),
-            ).fetchone()
-            due = row[0] if row else None
-            if due is None:
-                return
-            with self.conn.transaction():
-                escalate_due(self.conn, due, self.config)
-            on_step(due)
+        escalate_in_order(self.conn, until, self.config, on_step)
 
 
 def build(database_url: str) -> World:
